@@ -1,0 +1,59 @@
+# The learner's entry points. Every target creates what it needs (a .venv) first,
+# so each works on a fresh clone with Python 3.11 and make.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+
+.PHONY: help install serve test jupyter notebooks images preflight rehearse bench train clean
+
+help:
+	@echo "make serve      serve final_app on http://127.0.0.1:$(PORT)"
+	@echo "make test       run every test: apps, notebooks (nbval), deploy contract, browser"
+	@echo "make jupyter    open the lessons in Jupyter"
+	@echo "make notebooks  re-execute every lesson notebook in place"
+	@echo "make train      re-train final_app's model and rewrite its metadata"
+	@echo "make images     regenerate every picture in images/"
+	@echo "make rehearse   run the Procfile locally with honcho, as Heroku would"
+	@echo "make preflight  check the repository against what Heroku will do"
+	@echo "make bench      benchmark final_app against a FastAPI reference"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	@echo "final_app: http://127.0.0.1:$(PORT)  (Ctrl+C to stop)"
+	PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.app:app
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+jupyter: $(STAMP)
+	$(BIN)/jupyter lab lessons/
+
+notebooks: $(STAMP)
+	$(BIN)/python tools/run_notebooks.py
+
+train: $(STAMP)
+	$(BIN)/python -m final_app.train
+
+images: $(STAMP)
+	$(BIN)/python images/make_images.py
+
+rehearse: $(STAMP)
+	$(BIN)/honcho start --env .env
+
+preflight: $(STAMP)
+	$(BIN)/python -m tools.preflight .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

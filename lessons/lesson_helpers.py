@@ -1,0 +1,83 @@
+"""Run a lesson's app as a real server on a free loopback port, and always stop it.
+
+The notebooks and the tests both use this, so what a notebook shows is what the tests check:
+
+    with running([sys.executable, "app.py", "--port", "{port}"]) as (base_url, process):
+        print(requests.get(base_url + "/").text)
+"""
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that nothing is listening on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url, process=None, timeout=30.0):
+    """Poll url until it answers (any HTTP status); fail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered, just not with 200
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"no answer from {url} within {timeout} s")
+
+
+def stop(process, timeout=10.0):
+    """Send SIGTERM to the process group, then SIGKILL if it is still there after timeout."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
+@contextlib.contextmanager
+def running(command, cwd=None, env=None, ready_path="/", port=None, timeout=30.0):
+    """Run command (a list; "{port}" in it is replaced) and yield (base_url, process).
+
+    The server gets PORT in its environment too. Output is captured and printed if
+    it fails to start, so a broken server explains itself in the test report.
+    """
+    port = port or free_port()
+    full_env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    argv = [part.replace("{port}", str(port)) for part in command]
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_for_http(base_url + ready_path, process, timeout)
+        except (RuntimeError, TimeoutError) as error:
+            stop(process)
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"{error}\n--- server output ---\n{output}") from None
+        yield base_url, process
+    finally:
+        stop(process)
+        if process.stdout:
+            process.stdout.close()
+
