@@ -29,7 +29,7 @@ install: $(STAMP)
 
 serve: $(STAMP)
 	@echo "final_app: http://127.0.0.1:$(PORT)  (Ctrl+C to stop)"
-	PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.app:app
+	GUNICORN_DEV=1 PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.app:app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -47,7 +47,8 @@ images: $(STAMP)
 	$(BIN)/python images/make_images.py
 
 rehearse: $(STAMP)
-	$(BIN)/honcho start --env .env
+	@echo "Procfile under honcho: http://127.0.0.1:$$(sed -n 's/^PORT=//p' .env)  (Ctrl+C to stop)"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
 
 preflight: $(STAMP)
 	$(BIN)/python -m tools.preflight .
