@@ -1,0 +1,240 @@
+"""The deployable Flask app: JSON API and HTML form for the iris model (gunicorn final_app.app:app).
+
+Configuration comes from environment variables: MODEL_DIR, MAX_BATCH_ROWS, MAX_BODY_BYTES, LOG_LEVEL.
+"""
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from final_app.model import ModelError, load_model_and_metadata
+from final_app.openapi import build_openapi
+from final_app.validation import InstanceValidator, RequestError, feature_label, parse_form, parse_json
+
+LOG = logging.getLogger("final_app")
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the platform's log router adds the time
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+DEFAULTS = {"MODEL_DIR": None, "MAX_BATCH_ROWS": 10_000, "MAX_BODY_BYTES": 4 * 1024 * 1024,
+            "LOG_LEVEL": "INFO"}
+
+# One policy for every response: nothing but our own stylesheet and images, no scripts, no framing.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                           "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class ConfigError(Exception):
+    """An environment variable has a value the app cannot use; str() is one line."""
+
+
+def positive_int(name, text):
+    """Return text as a whole number above 0, or raise ConfigError naming the variable."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number above 0, got {text!r}")
+    return value
+
+
+def settings_from_env(environ):
+    """Return the settings, read from environment variables with DEFAULTS for the missing ones."""
+    settings = dict(DEFAULTS)
+    settings["MODEL_DIR"] = environ.get("MODEL_DIR") or None
+    for name in ("MAX_BATCH_ROWS", "MAX_BODY_BYTES"):
+        if environ.get(name):
+            settings[name] = positive_int(name, environ[name])
+    settings["LOG_LEVEL"] = environ.get("LOG_LEVEL", "INFO").upper()
+    if settings["LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                          f"got {environ['LOG_LEVEL']!r}")
+    return settings
+
+
+def configure_logging(level):
+    """Send final_app's log lines to stdout, one line per event (once per process)."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        LOG.addHandler(handler)
+        LOG.propagate = False
+    LOG.setLevel(level)
+
+
+class Predictor:
+    """The loaded model and the names of its classes: rows of numbers in, predictions out."""
+
+    def __init__(self, model, classes):
+        self.model = model
+        self.classes = classes
+
+    def predict(self, rows):
+        """Return one {"label", "probabilities"} dict per row, with a single predict_proba call."""
+        probabilities = self.model.predict_proba(np.array(rows, dtype=np.float64))
+        best = probabilities.argmax(axis=1).tolist()
+        classes = self.classes
+        return [{"label": classes[index], "probabilities": dict(zip(classes, row))}
+                for index, row in zip(best, probabilities.tolist())]
+
+
+def json_response(app, payload, status=200, headers=None):
+    """Return a compact JSON response (faster than jsonify, which sorts keys)."""
+    body = json.dumps(payload, separators=(",", ":"))
+    return app.response_class(body, status=status, headers=headers, mimetype="application/json")
+
+
+def error_response(app, message, status, headers=None):
+    """Return the API's error shape: {"error": {"message": ...}}."""
+    return json_response(app, {"error": {"message": message}}, status, headers)
+
+
+def is_page_path(path):
+    """Return True for the HTML page and its static files; every other path is the JSON API."""
+    return path == "/" or path.startswith("/static/")
+
+
+def http_error_message(error, app):
+    """Return a message a person can act on for a werkzeug HTTP error."""
+    if error.code == 404:
+        return f"no such path {request.path}: the API's paths are listed in /openapi.json"
+    if error.code == 405:
+        allowed = ", ".join(sorted(error.valid_methods or []))
+        return f"{request.method} is not allowed on {request.path}; use {allowed}"
+    if error.code == 413:
+        return (f"the request body is over the limit of {app.config['MAX_CONTENT_LENGTH']} bytes: "
+                "split the rows into smaller requests")
+    return error.description or error.name
+
+
+def register_error_handlers(app):
+    """Make every error on the API JSON, and never show a traceback anywhere."""
+
+    @app.errorhandler(RequestError)
+    def request_error(error):
+        LOG.info("rejected %s %s with %s: %s", request.method, request.path, error.status, error.message)
+        return error_response(app, error.message, error.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if is_page_path(request.path) or error.code is None:
+            return error
+        headers = [(key, value) for key, value in error.get_headers() if key.lower() != "content-type"]
+        return error_response(app, http_error_message(error, app), error.code, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        LOG.error("unexpected %s on %s %s: %s", type(error).__name__, request.method, request.path,
+                  str(error).replace("\n", " ")[:500])
+        message = "unexpected error in the server; it has been logged"
+        if is_page_path(request.path):
+            return app.response_class(message, status=500, mimetype="text/plain")
+        return error_response(app, message, 500)
+
+
+def register_api(app, predictor, metadata, validator, openapi):
+    """Add the JSON endpoints: /predict, /health, /model, /openapi.json."""
+    model_version = metadata["model_version"]
+    health_body = json.dumps({"status": "ok", "model_version": model_version})
+    metadata_body = json.dumps(metadata)
+    openapi_body = json.dumps(openapi)
+
+    @app.post("/predict")
+    def predict():
+        if not request.is_json:
+            raise RequestError("send the body as JSON with the header Content-Type: application/json",
+                               status=415)
+        payload = parse_json(request.get_data(cache=False))
+        rows = validator.rows(payload)
+        return json_response(app, {"model_version": model_version,
+                                   "predictions": predictor.predict(rows)})
+
+    @app.get("/health")
+    def health():
+        return app.response_class(health_body, mimetype="application/json")
+
+    @app.get("/model")
+    def model():
+        return app.response_class(metadata_body, mimetype="application/json")
+
+    @app.get("/openapi.json")
+    def openapi_document():
+        return app.response_class(openapi_body, mimetype="application/json")
+
+
+def register_page(app, predictor, metadata):
+    """Add the HTML form at / (GET shows it, POST predicts one flower)."""
+    features = metadata["features"]
+
+    def page(status=200, values=None, errors=None, result=None):
+        html = render_template("index.html", features=features, label=feature_label,
+                               values=values or {}, errors=errors or {}, result=result)
+        return html, status
+
+    @app.get("/")
+    def index():
+        return page()
+
+    @app.post("/")
+    def index_submit():
+        values = {feature["name"]: request.form.get(feature["name"], "") for feature in features}
+        row, errors = parse_form(values, features)
+        if errors:
+            return page(400, values, errors)
+        return page(200, values, result=predictor.predict([row])[0])
+
+
+def add_security_headers(response):
+    """Add the security headers to every response."""
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def create_app(config=None):
+    """Build the app: read the settings, load the verified model, register routes and handlers."""
+    settings = settings_from_env(os.environ)
+    settings.update(config or {})
+    configure_logging(settings["LOG_LEVEL"])
+    model, metadata = load_model_and_metadata(settings["MODEL_DIR"])
+
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
+    app.debug = False  # whatever FLASK_DEBUG or config said: the debugger would run code for anyone
+
+    predictor = Predictor(model, metadata["classes"])
+    validator = InstanceValidator(metadata["features"], settings["MAX_BATCH_ROWS"])
+    openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
+    app.extensions["final_app.predictor"] = predictor
+    register_api(app, predictor, metadata, validator, openapi)
+    register_page(app, predictor, metadata)
+    register_error_handlers(app)
+    app.after_request(add_security_headers)
+    LOG.info("ready: model %s, up to %s rows and %s bytes per request", metadata["model_version"],
+             settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
+    return app
+
+
+def create_app_or_exit():
+    """Return create_app(), or log the one-line reason and exit if the model or settings are unusable."""
+    try:
+        return create_app()
+    except (ModelError, ConfigError) as error:
+        configure_logging("INFO")
+        LOG.critical("refusing to start: %s", error)
+        # Exit status 4 is what gunicorn treats as "App failed to load": it stops, rather than
+        # restarting workers that would fail the same way. No traceback: the line above says it all.
+        raise SystemExit(4) from None
+
+
+app = create_app_or_exit()
