@@ -11,3 +11,37 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 # lessons/lesson_helpers.py starts and stops real servers; notebooks and tests share it.
 sys.path.insert(0, str(ROOT / "lessons"))
+
+
+# --- final_app fixtures -------------------------------------------------------------------------
+import pytest  # noqa: E402  (kept with the fixtures it serves)
+
+
+@pytest.fixture
+def app():
+    """A fresh final_app, built exactly as gunicorn builds it (create_app with no config)."""
+    from final_app.app import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app):
+    """A test client for the app fixture: requests without a server or a port."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """(model, metadata) loaded through the same verification the app uses."""
+    from final_app.model import load_model_and_metadata
+
+    return load_model_and_metadata()
+
+
+@pytest.fixture(scope="session")
+def iris_rows():
+    """Every row of the iris data set, as plain Python lists of floats in model order."""
+    from sklearn.datasets import load_iris
+
+    return load_iris().data.tolist()
