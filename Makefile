@@ -54,7 +54,9 @@ preflight: $(STAMP)
 	$(BIN)/python -m tools.preflight .
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/python -m pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,104 @@
+"""The comparison for the benchmark: the same model behind FastAPI, uvicorn and pydantic.
+
+This is NOT part of the tutorial's app. `make bench` runs it next to final_app so the
+numbers in bench/RESULTS.md answer "how does the Flask app compare with the usual
+alternative?". It serves the same artifact (final_app/model/iris.joblib, loaded through
+final_app's own checked loader), takes the same request, gives the same response, and
+validates just as strictly: 1 to MAX_BATCH_ROWS rows, each 4 finite numbers (a list in
+model order or an object with the 4 names), each within the bounds in iris.json.
+
+Run from the repository root:  uvicorn bench.reference_app:app --workers 2 --port 8001
+"""
+import json
+import os
+import pathlib
+from typing import Annotated, Union
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from final_app.model import load_model
+
+MODEL_DIR = pathlib.Path(__file__).resolve().parent.parent / "final_app" / "model"
+METADATA = json.loads((MODEL_DIR / "iris.json").read_text())
+FEATURES = [feature["name"] for feature in METADATA["features"]]
+CLASSES = METADATA["classes"]
+MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "10000"))
+MODEL = load_model(MODEL_DIR)
+
+
+def feature_type(feature):
+    """A strict float within the feature's bounds (no strings, booleans, NaN or infinity)."""
+    return Annotated[float, Field(strict=True, ge=feature["min"], le=feature["max"],
+                                  allow_inf_nan=False)]
+
+
+# The object form of a row: exactly the four named measurements, nothing else.
+NamedRow = create_model(
+    "NamedRow",
+    __config__=ConfigDict(extra="forbid"),
+    **{feature["name"]: (feature_type(feature), ...) for feature in METADATA["features"]},
+)
+
+# The list form of a row: the same four measurements, in model order.
+ListRow = tuple[tuple(feature_type(feature) for feature in METADATA["features"])]
+
+
+class PredictRequest(BaseModel):
+    """The body of POST /predict."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: Annotated[list[Union[ListRow, NamedRow]],
+                         Field(min_length=1, max_length=MAX_BATCH_ROWS)]
+
+
+class Prediction(BaseModel):
+    """One row's answer."""
+
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """The body of a successful POST /predict."""
+
+    model_version: str
+    predictions: list[Prediction]
+
+
+app = FastAPI(title="iris reference (FastAPI)", docs_url=None, redoc_url=None)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, error: RequestValidationError):
+    """Answer bad input with 400 and the same error shape as final_app."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"][1:])
+    return JSONResponse({"error": {"message": f"{where}: {first['msg']}"}}, status_code=400)
+
+
+@app.get("/health")
+def health():
+    """Cheap liveness answer."""
+    return {"status": "ok", "model_version": METADATA["model_version"]}
+
+
+def as_matrix(instances):
+    """Turn validated rows (lists or named objects) into lists in model order."""
+    return [
+        [getattr(row, name) for name in FEATURES] if isinstance(row, BaseModel) else list(row)
+        for row in instances
+    ]
+
+
+@app.post("/predict", response_model=PredictResponse)
+def predict(body: PredictRequest):
+    """Predict the species and class probabilities for every row."""
+    probabilities = MODEL.predict_proba(as_matrix(body.instances))
+    predictions = [
+        {"label": CLASSES[int(row.argmax())], "probabilities": dict(zip(CLASSES, row.tolist()))}
+        for row in probabilities
+    ]
+    return {"model_version": METADATA["model_version"], "predictions": predictions}

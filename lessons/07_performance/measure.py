@@ -1,0 +1,123 @@
+"""Small tools to measure a model-serving web app: the same ones `make bench` uses.
+
+    rate = in_process_rate(model.predict_proba, rows)          # the limit: no web at all
+    load = post_load(url + "/predict", body, seconds=5)         # requests/s and latency
+    memory = process_tree_pss_mb(server.pid)                    # what the dyno pays for
+    seconds, server = boot_seconds(command, url + "/health")    # spawn to first 200
+
+Every loop here is bounded by a time limit, and everything talks to one URL you give it.
+"""
+import http.client
+import statistics
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import psutil
+
+
+def in_process_rate(predict, rows, seconds=0.5):
+    """Rows per second predict() handles when called directly, median of repeated calls."""
+    predict(rows)  # the first call warms caches; do not count it
+    rates = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 3:
+        start = time.perf_counter()
+        predict(rows)
+        rates.append(len(rows) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def percentile(values, percent):
+    """The value below which `percent` % of the values fall (nearest rank)."""
+    ordered = sorted(values)
+    rank = max(1, round(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def post_forever(url, body, stop_at, results):
+    """POST body to url over one kept-alive connection until stop_at; record each request."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    try:
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                connection.request("POST", parts.path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                connection.close()  # a dropped connection counts as a failure; reconnect
+                status = 0
+            results.append((time.perf_counter() - start, status))
+    finally:
+        connection.close()
+
+
+def post_load(url, body, seconds=5.0, connections=8):
+    """Send body to url from `connections` threads for `seconds`; return rate and latency."""
+    results = []
+    start = time.perf_counter()
+    stop_at = start + seconds
+    threads = [
+        threading.Thread(target=post_forever, args=(url, body, stop_at, results))
+        for _ in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    latencies = [latency for latency, _ in results]
+    return {
+        "requests": len(results),
+        "not_ok": sum(1 for _, status in results if status != 200),
+        "requests_per_s": len(results) / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+def process_tree_pss_mb(pid):
+    """Proportional memory (PSS, MB) of a server process and of its children, separately.
+
+    PSS splits memory shared between processes (a preloaded model, say) fairly among
+    them, so adding it up over a master and its workers counts each page once.
+    """
+    master = psutil.Process(pid)
+    workers = master.children(recursive=True)
+    megabytes = 1024 * 1024
+    return {
+        "master_mb": master.memory_full_info().pss / megabytes,
+        "workers_mb": sum(worker.memory_full_info().pss for worker in workers) / megabytes,
+        "workers": len(workers),
+    }
+
+
+def answers_ok(url):
+    """True if url answers 200 right now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def boot_seconds(command, health_url, env=None, cwd=None, timeout=30.0, log=None):
+    """Start command; return (seconds until health_url first answers 200, the process).
+
+    The caller owns the process and must stop it (lesson_helpers.stop does that).
+    """
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log or subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    while not answers_ok(health_url):
+        if process.poll() is not None or time.perf_counter() - start > timeout:
+            return None, process
+        time.sleep(0.01)
+    return time.perf_counter() - start, process
