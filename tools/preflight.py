@@ -1,0 +1,613 @@
+"""Check a Flask app's repository against what Heroku will do with it, before you push.
+
+Usage:  python -m tools.preflight [ROOT] [--static]
+
+ROOT is the repository's top folder (default: the current folder). The checks that read files
+run first; then the web process from the Procfile is started with $PORT set, measured, and
+stopped with SIGTERM, as on a dyno. --static skips starting it. Each check prints a line
+starting with ✓ or ✗, every ✗ followed by how to fix it; the exit code is 1 if any check failed.
+"""
+import argparse
+import fnmatch
+import json
+import os
+import pathlib
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import metadata
+
+# Python versions Heroku builds today (November 2026). 3.10 reached its end of life in
+# October 2026 and 3.9 was removed in January 2026. Keep this list in step with
+# https://devcenter.heroku.com/articles/python-support
+SUPPORTED_PYTHON = ("3.11", "3.12", "3.13", "3.14")
+
+# Heroku's limits for a Basic/Eco dyno and its builds.
+DYNO_MEMORY_MB = 512
+BOOT_LIMIT_S = 60
+SHUTDOWN_LIMIT_S = 30
+SLUG_LIMIT_MB = 500
+WEB_CONCURRENCY = 2
+# Roughly what the Python interpreter Heroku installs adds to the slug.
+PYTHON_RUNTIME_MB = 60
+
+# The files that tell Heroku which Python package manager an app uses.
+PACKAGE_MANAGER_FILES = {
+    "requirements.txt": "pip",
+    "Pipfile": "pipenv",
+    "Pipfile.lock": "pipenv",
+    "poetry.lock": "poetry",
+    "uv.lock": "uv",
+}
+# Files that make Heroku detect another language first (it tries Node.js before Python).
+OTHER_LANGUAGE_FILES = {"package.json": "Node.js", "Gemfile": "Ruby", "composer.json": "PHP"}
+
+# Requirement names that cannot be installed on a Linux dyno, and what to do instead.
+UNINSTALLABLE = {
+    "sklearn": "the old name: install scikit-learn instead",
+    "pywin32": "Windows only: delete the line",
+    "pywin32-ctypes": "Windows only: delete the line",
+    "pypiwin32": "Windows only: delete the line",
+    "wmi": "Windows only: delete the line",
+    "appnope": "macOS only: delete the line",
+    "pyobjc": "macOS only: delete the line",
+}
+# Folders holding a local Python environment: they must not reach Heroku.
+ENVIRONMENT_FOLDERS = (".venv", "venv", ".heroku")
+MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+PROBE = pathlib.Path(__file__).with_name("web_probe.py")
+PROBE_MARKER = "WEB-PROBE-RESULT "
+
+
+@dataclass
+class Check:
+    """One line of the checklist: passed or not, what was checked, and the fix if it failed."""
+
+    ok: bool
+    title: str
+    fix: str = ""
+
+    def line(self):
+        """Return the check as the text printed for it."""
+        text = f"{'✓' if self.ok else '✗'} {self.title}"
+        return text if self.ok else f"{text}\n    fix: {self.fix}"
+
+
+def passed(title):
+    """Return a passed check."""
+    return Check(True, title)
+
+
+def failed(title, fix):
+    """Return a failed check with its fix."""
+    return Check(False, title, fix)
+
+
+# ---- reading the repository -----------------------------------------------------------------
+
+def files_heroku_receives(root):
+    """Return the files git would push (committed, or new and not ignored), relative to root."""
+    try:
+        listing = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return sorted({name for name in listing.split("\0") if name})
+    except (OSError, subprocess.CalledProcessError):
+        # Not a git repository: everything in the folder would be committed.
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def requirement_lines(path, seen=None):
+    """Yield (file name, line number, text) for each requirement, following -r includes."""
+    seen = seen if seen is not None else set()
+    if path in seen or not path.is_file():
+        return
+    seen.add(path)
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        text = raw.split(" #", 1)[0].strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith(("-r ", "--requirement ")):
+            yield from requirement_lines(path.parent / text.split(None, 1)[1], seen)
+        else:
+            yield path.name, number, text
+
+
+def normalized(name):
+    """Return a package name in the form PyPI compares names (lower case, dashes)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(text):
+    """Return the package name a requirement line starts with, or None for paths and options."""
+    match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", text)
+    return normalized(match.group(1)) if match else None
+
+
+def pinned_versions(root):
+    """Return {package name: version} for every `name==version` line in requirements.txt."""
+    pins = {}
+    for _, _, text in requirement_lines(root / "requirements.txt"):
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;]+)", text)
+        if match:
+            pins[normalized(match.group(1))] = match.group(3)
+    return pins
+
+
+def read_procfile(root):
+    """Return {process name: command} from the Procfile and a list of lines that do not parse."""
+    processes, bad_lines = {}, []
+    for number, raw in enumerate((root / "Procfile").read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(\S.*)$", line)
+        if match:
+            processes[match.group(1)] = match.group(2)
+        else:
+            bad_lines.append(f"line {number}: {line!r}")
+    return processes, bad_lines
+
+
+def split_command(command):
+    """Split a Procfile command into its leading VAR=value settings and the program's argv."""
+    words = shlex.split(command)
+    settings = {}
+    while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        settings[name] = value
+    return settings, words
+
+
+# ---- static checks --------------------------------------------------------------------------
+
+def check_package_manager(root, files):
+    """Exactly one package-manager file at the root, and it is requirements.txt."""
+    found = [name for name in PACKAGE_MANAGER_FILES if name in files]
+    managers = sorted({PACKAGE_MANAGER_FILES[name] for name in found})
+    if managers == ["pip"]:
+        return [passed("one package manager: requirements.txt")]
+    if not managers:
+        return [failed("no requirements.txt at the root",
+                       "Heroku cannot tell this is a Python app: add requirements.txt with exact pins")]
+    return [failed(f"more than one package manager: {', '.join(found)}",
+                   "Heroku uses only one; keep requirements.txt and delete the others")]
+
+
+def check_other_languages(root, files):
+    """No file at the root that makes Heroku build the app as another language."""
+    found = [f"{name} ({language})" for name, language in OTHER_LANGUAGE_FILES.items() if name in files]
+    if not found:
+        return [passed("Heroku will detect a Python app")]
+    return [failed(f"Heroku may build this as another language: {', '.join(found)} at the root",
+                   "move that file out of the root, or run `heroku buildpacks:set heroku/python`")]
+
+
+def check_requirements(root):
+    """requirements.txt: installable on Linux, every line pinned with ==, gunicorn present."""
+    if not (root / "requirements.txt").is_file():
+        return []
+    uninstallable, unpinned, names = [], [], set()
+    for file_name, number, text in requirement_lines(root / "requirements.txt"):
+        where = f"{file_name}:{number} {text!r}"
+        name = requirement_name(text)
+        names.add(name)
+        if " @ file:" in text or text.startswith(("-e", "file:", ".", "/")):
+            uninstallable.append(f"{where} is a path on your machine (from a conda or pip freeze)")
+        elif re.match(r"^[A-Za-z0-9._-]+=[^=]", text):
+            uninstallable.append(f"{where} is conda's format, not pip's")
+        elif name in UNINSTALLABLE:
+            uninstallable.append(f"{where}: {UNINSTALLABLE[name]}")
+        elif not re.match(r"^[A-Za-z0-9._-]+(\[[^\]]*\])?\s*==\s*[^\s*]+$", text.split(";")[0].strip()):
+            unpinned.append(where)
+    checks = []
+    if uninstallable:
+        checks.append(failed("requirements.txt has lines Heroku cannot install: " + "; ".join(uninstallable),
+                             "write them as `name==version` from PyPI (pip freeze inside the "
+                             "project's virtualenv, not conda list), and delete OS-specific ones"))
+    else:
+        checks.append(passed("requirements.txt: every line installable on Linux"))
+    if unpinned:
+        checks.append(failed("requirements.txt has unpinned lines: " + "; ".join(unpinned),
+                             "pin each one exactly (name==version): the model was trained with "
+                             "those versions, and an unpinned line installs whatever is newest"))
+    else:
+        checks.append(passed("requirements.txt: every requirement pinned with =="))
+    if "gunicorn" in names:
+        checks.append(passed("gunicorn is in requirements.txt"))
+    else:
+        checks.append(failed("gunicorn is not in requirements.txt",
+                             "add gunicorn==<version>: the Procfile's web process needs it"))
+    return checks
+
+
+def check_python_version(root):
+    """No runtime.txt; .python-version holds one supported major version, like 3.11."""
+    checks = []
+    if (root / "runtime.txt").exists():
+        checks.append(failed("runtime.txt is present (deprecated; it overrides .python-version)",
+                             "delete runtime.txt and put the major version, e.g. 3.11, in .python-version"))
+    path = root / ".python-version"
+    if not path.is_file():
+        return checks + [failed(".python-version is missing",
+                                f"create it with one line, the major version you test on, e.g. {SUPPORTED_PYTHON[0]}")]
+    versions = [line.strip() for line in path.read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    if len(versions) != 1 or not re.fullmatch(r"3\.\d+", versions[0]):
+        return checks + [failed(f".python-version should hold one major version like 3.11, not {versions!r}",
+                                "write only major.minor (3.11): Heroku then installs the latest "
+                                "patch release, with its security fixes")]
+    if versions[0] not in SUPPORTED_PYTHON:
+        return checks + [failed(f".python-version asks for Python {versions[0]}, which Heroku does not build",
+                                f"use one of {', '.join(SUPPORTED_PYTHON)} and test on it")]
+    return checks + [passed(f".python-version: Python {versions[0]} (supported)")]
+
+
+def check_no_environment_committed(files):
+    """No virtual environment or Heroku build folder among the files git would push."""
+    found = sorted({name.split("/")[0] + "/" for name in files
+                    if name.split("/")[0] in ENVIRONMENT_FOLDERS or name.endswith("pyvenv.cfg")})
+    if not found:
+        return [passed("no virtual environment committed (.venv/, venv/, .heroku/)")]
+    return [failed(f"a virtual environment would be pushed: {', '.join(found)}",
+                   f"add {found[0]} to .gitignore, then `git rm -r --cached {found[0]}`: Heroku "
+                   "builds its own environment from requirements.txt")]
+
+
+def check_procfile(root, files):
+    """A Procfile, spelled exactly so, with a web process that runs gunicorn."""
+    if "Procfile" not in files:
+        look_alikes = [name for name in files if "/" not in name and name.lower().startswith("procfile")]
+        hint = f" (found {', '.join(look_alikes)}: the name must be exactly Procfile, no extension)" if look_alikes else ""
+        return [failed("no Procfile at the root" + hint,
+                       "create Procfile with: web: gunicorn --config gunicorn.conf.py <module>:app")], None
+    processes, bad_lines = read_procfile(root)
+    checks = []
+    if bad_lines:
+        checks.append(failed("Procfile lines that are not `name: command`: " + "; ".join(bad_lines),
+                             "each line is a process name, a colon, then the command"))
+    web = processes.get("web")
+    if web is None:
+        found = ", ".join(processes) or "none"
+        return checks + [failed(f"Procfile has no web process (found: {found}); Heroku gives H14",
+                                "name the process that serves HTTP `web:`")], None
+    settings, argv = split_command(web)
+    if not argv or pathlib.PurePath(argv[0]).name != "gunicorn":
+        return checks + [failed(f"the web process does not run gunicorn: {web!r}",
+                                "the development server is not for production: "
+                                "web: gunicorn --config gunicorn.conf.py <module>:app")], None
+    return checks + [passed(f"Procfile web process: {web}")], (settings, argv[1:])
+
+
+def probe_web_command(root, settings, gunicorn_args, port):
+    """Run tools/web_probe.py in root for the web command; return its JSON result."""
+    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), **settings)
+    env.pop("GUNICORN_DEV", None)
+    result = subprocess.run([sys.executable, str(PROBE), *gunicorn_args], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    for line in result.stdout.splitlines():
+        if line.startswith(PROBE_MARKER):
+            return json.loads(line[len(PROBE_MARKER):])
+    tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"the check could not run: {tail}"}
+
+
+def check_web_imports(probe):
+    """The Procfile's module:object imports with $PORT set (otherwise the dyno crashes: H10)."""
+    if "error" in probe:
+        return [failed(f"the web process's app does not load: {probe['error']} (on Heroku: H10 app crashed)",
+                       "fix the module:object name in the Procfile, or run the same command locally "
+                       "to see the whole error")]
+    return [passed(f"the app {probe['app_uri']} imports")]
+
+
+def check_binds_port(probe, port):
+    """Every address gunicorn binds is on $PORT and reachable from outside the dyno."""
+    if "bind" not in probe:
+        return []
+    wrong = [address for address in probe["bind"] if not address.endswith(f":{port}")]
+    loopback = [address for address in probe["bind"] if address.startswith(("127.", "localhost", "[::1]"))]
+    if wrong:
+        return [failed(f"gunicorn binds {', '.join(wrong)}, not $PORT (on Heroku: R10 boot timeout)",
+                       "drop the fixed --bind/bind, or bind to f\"0.0.0.0:{os.environ['PORT']}\"")]
+    if loopback:
+        return [failed(f"gunicorn binds {', '.join(loopback)}: only this machine can reach it (R10)",
+                       "bind every interface: [::]:$PORT or 0.0.0.0:$PORT")]
+    return [passed(f"gunicorn binds $PORT: {', '.join(probe['bind'])}")]
+
+
+def app_source_files(root, app_uri):
+    """Return the Python files of the package (or module) the web app lives in."""
+    top = app_uri.split(":")[0].split(".")[0]
+    package = root / top
+    if package.is_dir():
+        return sorted(package.rglob("*.py"))
+    return [root / f"{top}.py"] if (root / f"{top}.py").is_file() else []
+
+
+def check_debug_off(root, probe, settings, gunicorn_args):
+    """Debug and auto-reload are off for the web process, whatever the environment says."""
+    problems = []
+    for name in ("FLASK_DEBUG", "DEBUG"):
+        if settings.get(name, "").lower() in ("1", "true", "yes", "on"):
+            problems.append(f"the Procfile sets {name}={settings[name]}")
+    if "--reload" in gunicorn_args or probe.get("reload"):
+        problems.append("gunicorn reloads on code changes (a development setting)")
+    if probe.get("debug"):
+        problems.append("the app has debug on")
+    for path in app_source_files(root, probe.get("app_uri", "")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if re.search(r"\bdebug\s*=\s*True\b", line) and not line.lstrip().startswith("#"):
+                problems.append(f"{path.relative_to(root)}:{number} {line.strip()!r}")
+    if not problems:
+        return [passed("debug is off")]
+    return [failed("debug is on: " + "; ".join(problems),
+                   "never run with debug in production: its debugger runs any code a visitor "
+                   "types; remove these settings")]
+
+
+def model_metadata_files(root, files, app_uri):
+    """Return the metadata JSON files (with a "versions" object) beside the web app's models."""
+    top = app_uri.split(":")[0].split(".")[0] + "/"
+    found = []
+    for name in files:
+        path = root / name
+        if not name.startswith(top) or path.suffix not in MODEL_SUFFIXES:
+            continue
+        for candidate in sorted(path.parent.glob("*.json")):
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and isinstance(data.get("versions"), dict) and candidate not in found:
+                found.append(candidate)
+    return found
+
+
+def check_model_versions(root, files, app_uri):
+    """The library versions recorded with the model equal the versions requirements.txt pins."""
+    metadata_files = model_metadata_files(root, files, app_uri) if app_uri else []
+    if not metadata_files:
+        return [passed("no model metadata with library versions found beside the app (nothing to compare)")]
+    pins = pinned_versions(root)
+    python_file = root / ".python-version"
+    python_major = python_file.read_text().strip() if python_file.is_file() else None
+    mismatches = []
+    for path in metadata_files:
+        for package, version in json.loads(path.read_text())["versions"].items():
+            if normalized(package) == "python":
+                if python_major and not str(version).startswith(python_major + "."):
+                    mismatches.append(f"python {version} vs .python-version {python_major}")
+            elif pins.get(normalized(package)) != str(version):
+                pinned = pins.get(normalized(package), "not pinned")
+                mismatches.append(f"{package}: model {version}, requirements.txt {pinned}")
+    names = ", ".join(str(p.relative_to(root)) for p in metadata_files)
+    if not mismatches:
+        return [passed(f"model metadata versions equal the pins ({names})")]
+    return [failed(f"the model was saved with other versions than requirements.txt installs ({names}): "
+                   + "; ".join(mismatches) + " (on Heroku: the app refuses to start, H10)",
+                   "pin the versions the model was trained with, or retrain with the pinned ones")]
+
+
+def slugignore_patterns(root):
+    """Return the patterns in .slugignore (files Heroku removes before building)."""
+    path = root / ".slugignore"
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def ignored_by_slug(name, patterns):
+    """Tell whether a pushed file is removed by one of the .slugignore patterns."""
+    parts = name.split("/")
+    for pattern in patterns:
+        anchored = pattern.startswith("/")
+        pattern = pattern.strip("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        candidates = prefixes if anchored else prefixes + parts
+        if any(fnmatch.fnmatch(candidate, pattern) for candidate in candidates):
+            return True
+    return False
+
+
+def installed_size_mb(package):
+    """Return the size on disk of an installed distribution, in MB (0 if not installed here)."""
+    try:
+        distribution = metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return 0.0
+    total = 0
+    for file in distribution.files or []:
+        path = pathlib.Path(distribution.locate_file(file))
+        if path.is_file():
+            total += path.stat().st_size
+    return total / 1e6
+
+
+def check_slug_size(root, files):
+    """Estimate the slug: pushed files minus .slugignore, the pinned packages, and Python."""
+    patterns = slugignore_patterns(root)
+    source_mb = sum((root / name).stat().st_size for name in files
+                    if (root / name).is_file() and not ignored_by_slug(name, patterns)) / 1e6
+    packages_mb = sum(installed_size_mb(name) for name in pinned_versions(root))
+    total = source_mb + packages_mb + PYTHON_RUNTIME_MB
+    # Heroku's limit applies to the compressed slug, so comparing the unpacked size is on the safe side.
+    title = (f"slug estimate {total:.0f} MB unpacked, limit {SLUG_LIMIT_MB} MB (your files {source_mb:.0f}, "
+             f"packages {packages_mb:.0f}, Python about {PYTHON_RUNTIME_MB})")
+    if total < SLUG_LIMIT_MB:
+        return [passed(title)]
+    return [failed(title, "keep data, notebooks and images out with .slugignore, and move "
+                          "development-only packages to requirements-dev.txt")]
+
+
+# ---- booting the web process ----------------------------------------------------------------
+
+def free_port():
+    """Return a TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_answering(url, process, limit):
+    """Poll url until any HTTP answer; return the seconds it took, or None if it never did."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return time.monotonic() - start
+        except urllib.error.HTTPError:
+            return time.monotonic() - start  # an error page is still an answer
+        except OSError:
+            time.sleep(0.2)
+    return None
+
+
+def process_tree(process):
+    """Return the psutil processes of the server: the shell, gunicorn's master and its workers."""
+    import psutil
+
+    root = psutil.Process(process.pid)
+    return [root, *root.children(recursive=True)]
+
+
+def memory_mb(process):
+    """Return the memory the server's processes use together: PSS where the OS reports it, else RSS."""
+    import psutil
+
+    total = 0
+    for member in process_tree(process):
+        try:
+            info = member.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+def wait_for_workers(process, count, limit=15.0):
+    """Wait until the server runs at least count worker processes (or time runs out)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if sum(1 for member in process_tree(process) if "gunicorn" in " ".join(member.cmdline())) > count:
+            return
+        time.sleep(0.2)
+
+
+def seconds_to_stop(process, limit):
+    """Send SIGTERM to every process of the server (as Heroku does); return seconds until it exits."""
+    start = time.monotonic()
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=limit)
+        return time.monotonic() - start
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
+def boot_checks(root, web_command, log_path):
+    """Start the web command with $PORT set; check boot time, memory and SIGTERM."""
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), PYTHONUNBUFFERED="1")
+    env.pop("GUNICORN_DEV", None)
+    # Commands such as `gunicorn` resolve in this Python's environment, as on the dyno.
+    env["PATH"] = str(pathlib.Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(["bash", "-c", web_command], cwd=root, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        seconds = wait_until_answering(f"http://127.0.0.1:{port}/", process, BOOT_LIMIT_S)
+        if seconds is None:
+            state = "exited" if process.poll() is not None else f"did not answer within {BOOT_LIMIT_S} s"
+            return [failed(f"the web process {state} (on Heroku: H10 or R10); its output is in {log_path}",
+                           "run the Procfile command locally (make rehearse) and read the first error")]
+        checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {BOOT_LIMIT_S} s)")]
+        wait_for_workers(process, WEB_CONCURRENCY)
+        used = memory_mb(process)
+        memory_title = (f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}: {used:.0f} MB "
+                        f"of {DYNO_MEMORY_MB} MB")
+        checks.append(passed(memory_title) if used < DYNO_MEMORY_MB else failed(
+            memory_title + " (on Heroku: R14 memory quota exceeded)",
+            "preload the app (preload_app = True) so workers share the model, or lower WEB_CONCURRENCY"))
+        stop_seconds = seconds_to_stop(process, SHUTDOWN_LIMIT_S)
+        if stop_seconds is None:
+            checks.append(failed(f"still running {SHUTDOWN_LIMIT_S} s after SIGTERM (Heroku then kills it)",
+                                 f"set graceful_timeout below {SHUTDOWN_LIMIT_S} in gunicorn.conf.py"))
+        else:
+            checks.append(passed(f"stops {stop_seconds:.1f} s after SIGTERM (limit {SHUTDOWN_LIMIT_S} s)"))
+        return checks
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# ---- putting it together --------------------------------------------------------------------
+
+def run_checks(root, static=False, report=print):
+    """Run every check on the repository at root, report each line, and return the checks."""
+    root = pathlib.Path(root).resolve()
+    files = files_heroku_receives(root)
+    results = []
+
+    def record(checks):
+        for check in checks:
+            results.append(check)
+            report(check.line())
+
+    record(check_package_manager(root, files))
+    record(check_other_languages(root, files))
+    record(check_requirements(root))
+    record(check_python_version(root))
+    record(check_no_environment_committed(files))
+    procfile_checks, web = check_procfile(root, files)
+    record(procfile_checks)
+    app_uri = None
+    if web is not None:
+        settings, gunicorn_args = web
+        port = free_port()
+        probe = probe_web_command(root, settings, gunicorn_args, port)
+        app_uri = probe.get("app_uri")
+        record(check_web_imports(probe))
+        record(check_binds_port(probe, port))
+        record(check_debug_off(root, probe, settings, gunicorn_args))
+    record(check_model_versions(root, files, app_uri))
+    record(check_slug_size(root, files))
+    if static:
+        report("- boot, memory and SIGTERM checks skipped (--static)")
+    elif web is not None and all(check.ok for check in results):
+        web_command = read_procfile(root)[0]["web"]
+        record(boot_checks(root, web_command, pathlib.Path(tempfile.gettempdir()) / f"preflight-web-{os.getpid()}.log"))
+    else:
+        report("- boot, memory and SIGTERM checks skipped: fix the failures above first")
+    return results
+
+
+def main(argv=None):
+    """Parse the arguments, run the checks, and return the exit code."""
+    parser = argparse.ArgumentParser(description="Check a repository against what Heroku will do with it.")
+    parser.add_argument("root", nargs="?", default=".", help="the repository's top folder (default: .)")
+    parser.add_argument("--static", action="store_true", help="only read files; do not start the app")
+    arguments = parser.parse_args(argv)
+    print(f"Preflight for Heroku: {pathlib.Path(arguments.root).resolve()}", flush=True)
+    results = run_checks(arguments.root, static=arguments.static,
+                         report=lambda line: print(line, flush=True))
+    failures = sum(not check.ok for check in results)
+    print(f"{len(results)} checks, {failures} failed" + ("" if failures else ": ready to deploy"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Resolve a gunicorn command's settings and import its app, the way gunicorn would.
+
+tools.preflight runs this in the app's root folder, in a separate process (importing the app
+loads its model, and the app must not leak into the checker):
+
+    python tools/web_probe.py --config gunicorn.conf.py final_app.app:app
+
+It prints one line starting with PROBE_MARKER and holding JSON: the settings, whether the app
+imported, and whether Flask debug is on. Anything the app itself prints is ignored.
+"""
+import contextlib
+import io
+import json
+import os
+import sys
+import traceback
+
+PROBE_MARKER = "WEB-PROBE-RESULT "
+
+
+def gunicorn_settings(argv):
+    """Return gunicorn's resolved settings for these command-line arguments."""
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    sys.argv = ["gunicorn", *argv]
+    application = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn")
+    settings = application.cfg
+    return {
+        "app_uri": application.app_uri,
+        "bind": list(settings.bind),
+        "workers": settings.workers,
+        "reload": settings.reload,
+        "preload_app": settings.preload_app,
+    }
+
+
+def import_app(app_uri):
+    """Import the WSGI app exactly as gunicorn does and report whether debug is on."""
+    from gunicorn.util import import_app as gunicorn_import_app
+
+    app = gunicorn_import_app(app_uri)
+    return {"imported": True, "debug": bool(getattr(app, "debug", False))}
+
+
+def last_error_line():
+    """Return the last line of the current exception: the part a person can act on."""
+    lines = traceback.format_exc().strip().splitlines()
+    return lines[-1] if lines else "unknown error"
+
+
+def main(argv):
+    """Probe the command and print the result line."""
+    # Import the app from the current folder, as gunicorn does, not from this tools folder.
+    sys.path[0] = os.getcwd()
+    result = {}
+    gunicorn_messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(gunicorn_messages):
+            result.update(gunicorn_settings(argv))
+        result.update(import_app(result["app_uri"]))
+    except SystemExit:  # gunicorn exits on a bad setting, after printing why
+        message = gunicorn_messages.getvalue().strip().splitlines() or ["bad gunicorn settings"]
+        result["error"] = "gunicorn: " + message[-1].removeprefix("Error: ")
+    except Exception:  # the point is to report any failure, whatever its type
+        result["error"] = last_error_line()
+    print(PROBE_MARKER + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
