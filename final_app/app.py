@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from final_app.model import ModelError, load_model_and_metadata
 from final_app.openapi import build_openapi
@@ -117,6 +117,20 @@ def http_error_message(error, app):
     return error.description or error.name
 
 
+def read_body(max_bytes):
+    """Return the request body, or raise 413 if it is longer than max_bytes.
+
+    With a Content-Length header werkzeug checks the limit itself. A chunked upload has no length,
+    and werkzeug would silently cut it at the limit, so read one byte more and look.
+    """
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        data = request.environ["wsgi.input"].read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise RequestEntityTooLarge()
+        return data
+    return request.get_data(cache=False)
+
+
 def register_error_handlers(app):
     """Make every error on the API JSON, and never show a traceback anywhere."""
 
@@ -154,7 +168,7 @@ def register_api(app, predictor, metadata, validator, openapi):
         if not request.is_json:
             raise RequestError("send the body as JSON with the header Content-Type: application/json",
                                status=415)
-        payload = parse_json(request.get_data(cache=False))
+        payload = parse_json(read_body(app.config["MAX_BODY_BYTES"]))
         rows = validator.rows(payload)
         return json_response(app, {"model_version": model_version,
                                    "predictions": predictor.predict(rows)})
