@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -292,7 +293,9 @@ def probe_web_command(root, settings, gunicorn_args, port):
     """Run tools/web_probe.py in root for the web command; return its JSON result."""
     env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), **settings)
     env.pop("GUNICORN_DEV", None)
-    result = subprocess.run([sys.executable, str(PROBE), *gunicorn_args], cwd=root, env=env,
+    # The dyno's shell expands $PORT and friends in the Procfile command; do the same.
+    arguments = [string.Template(argument).safe_substitute(env) for argument in gunicorn_args]
+    result = subprocess.run([sys.executable, str(PROBE), *arguments], cwd=root, env=env,
                             capture_output=True, text=True, timeout=120)
     for line in result.stdout.splitlines():
         if line.startswith(PROBE_MARKER):
@@ -318,7 +321,7 @@ def check_binds_port(probe, port):
     loopback = [address for address in probe["bind"] if address.startswith(("127.", "localhost", "[::1]"))]
     if wrong:
         return [failed(f"gunicorn binds {', '.join(wrong)}, not $PORT (on Heroku: R10 boot timeout)",
-                       "drop the fixed --bind/bind, or bind to f\"0.0.0.0:{os.environ['PORT']}\"")]
+                       "drop the fixed address (gunicorn then binds $PORT itself), or bind 0.0.0.0:$PORT")]
     if loopback:
         return [failed(f"gunicorn binds {', '.join(loopback)}: only this machine can reach it (R10)",
                        "bind every interface: [::]:$PORT or 0.0.0.0:$PORT")]

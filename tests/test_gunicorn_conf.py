@@ -1,0 +1,84 @@
+"""gunicorn.conf.py, read by gunicorn itself: production settings within Heroku's limits, and development mode."""
+import sys
+
+import pytest
+from gunicorn.app.wsgiapp import WSGIApplication
+
+from conftest import ROOT
+
+HEROKU_ROUTER_TIMEOUT_S = 30  # a request still running after 30 s gets H12
+HEROKU_SHUTDOWN_S = 30  # SIGKILL follows SIGTERM after 30 s
+HEROKU_ROUTER_IDLE_S = 90  # the router closes idle keep-alive connections after 90 s
+
+
+def gunicorn_settings(monkeypatch, **env):
+    """Return gunicorn's resolved settings for the Procfile's command, with exactly env set."""
+    for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_DEV", "GUNICORN_CMD_ARGS", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["gunicorn", "--config", "gunicorn.conf.py", "final_app.app:app"])
+    monkeypatch.setattr(sys, "path", list(sys.path))  # gunicorn adds the app folder to it
+    return WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="gunicorn").cfg
+
+
+def test_production_binds_port_on_every_interface(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    assert len(settings.bind) == 1
+    assert settings.bind[0] in ("[::]:43210", "0.0.0.0:43210")
+
+
+@pytest.mark.parametrize("web_concurrency, workers", [(None, 2), ("3", 3), ("02", 2)])
+def test_workers_come_from_web_concurrency(monkeypatch, web_concurrency, workers):
+    env = {"PORT": "43210"}
+    if web_concurrency is not None:
+        env["WEB_CONCURRENCY"] = web_concurrency
+    assert gunicorn_settings(monkeypatch, **env).workers == workers
+
+
+def test_production_preloads_the_app_and_never_reloads(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="43210", WEB_CONCURRENCY="2")
+    assert settings.preload_app is True
+    assert settings.reload is False
+
+
+def test_timeouts_fit_inside_herokus_limits(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    assert 0 < settings.timeout < HEROKU_ROUTER_TIMEOUT_S
+    assert 0 < settings.graceful_timeout < HEROKU_SHUTDOWN_S
+    assert settings.keepalive > HEROKU_ROUTER_IDLE_S
+
+
+def test_logs_go_to_the_standard_streams(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    assert settings.accesslog == "-"
+    assert settings.errorlog == "-"
+    assert "request_id=%({x-request-id}i)s" in settings.access_log_format
+    assert settings.loglevel == "info"
+    assert gunicorn_settings(monkeypatch, PORT="43210", LOG_LEVEL="WARNING").loglevel == "warning"
+
+
+def test_no_control_socket_is_left_in_the_home_folder(monkeypatch):
+    assert gunicorn_settings(monkeypatch, PORT="43210").control_socket_disable is True
+
+
+def test_worker_class_and_threads_are_set_in_one_place(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    assert settings.worker_class_str == "gthread"
+    assert settings.threads >= 1
+    text = (ROOT / "gunicorn.conf.py").read_text()
+    assert text.count("worker_class =") == 1 and text.count("threads =") == 1
+
+
+def test_development_mode_is_one_reloading_worker_on_the_loopback(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="8000", GUNICORN_DEV="1", WEB_CONCURRENCY="4")
+    assert settings.bind == ["127.0.0.1:8000"]
+    assert settings.workers == 1
+    assert settings.reload is True
+    assert settings.preload_app is False  # a preloaded app could not be reloaded
+
+
+def test_development_mode_needs_exactly_1(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, PORT="8000", GUNICORN_DEV="yes")
+    assert settings.reload is False and settings.preload_app is True

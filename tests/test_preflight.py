@@ -1,0 +1,217 @@
+"""The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake."""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from tools import preflight
+
+WEB = "web: gunicorn --config gunicorn.conf.py final_app.app:app"
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    """A git repository holding what this repository would put in a slug (no lessons, no tests)."""
+    copy = tmp_path / "repo"
+    patterns = preflight.slugignore_patterns(ROOT)
+    for name in preflight.files_heroku_receives(ROOT):
+        source = ROOT / name
+        if source.is_file() and not preflight.ignored_by_slug(name, patterns) and "__pycache__" not in name:
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    return copy
+
+
+def static_checks(root):
+    """Run the static checks on root; return the failed ones."""
+    lines = []
+    results = preflight.run_checks(root, static=True, report=lines.append)
+    assert len(lines) == len(results) + 1  # every check reported, plus the "skipped" line
+    return [check for check in results if not check.ok]
+
+
+def replace_in(path, old, new):
+    """Replace old by new in the file at path (old must be there)."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def test_preflight_passes_on_this_repository_including_boot_memory_and_sigterm():
+    lines = []
+    results = preflight.run_checks(ROOT, report=lines.append)
+    failures = [check.line() for check in results if not check.ok]
+    assert failures == []
+    titles = " | ".join(check.title for check in results)
+    for measured in ("boots and answers on $PORT in", "memory with WEB_CONCURRENCY=2:", "after SIGTERM"):
+        assert measured in titles
+
+
+def test_the_unchanged_copy_passes_and_main_exits_0(repo_copy, capsys):
+    assert preflight.main([str(repo_copy), "--static"]) == 0
+    output = capsys.readouterr().out
+    assert "✗" not in output
+    assert "0 failed: ready to deploy" in output
+
+
+def test_main_exits_1_and_prints_the_fix_when_a_check_fails(repo_copy, capsys):
+    (repo_copy / "runtime.txt").write_text("python-3.11.7\n")
+    assert preflight.main([str(repo_copy), "--static"]) == 1
+    output = capsys.readouterr().out
+    assert "✗ runtime.txt is present" in output
+    assert "    fix: delete runtime.txt" in output
+
+
+def plant_conda_freeze_line(root):
+    with (root / "requirements.txt").open("a") as file:
+        file.write("pandas @ file:///home/conda/feedstock_root/build_artifacts/pandas_1700000000/work\n")
+
+
+def plant_old_sklearn_name(root):
+    with (root / "requirements.txt").open("a") as file:
+        file.write("sklearn==0.0.post12\n")
+
+
+def plant_windows_package(root):
+    with (root / "requirements.txt").open("a") as file:
+        file.write("pywin32==306\n")
+
+
+def plant_unpinned_line(root):
+    replace_in(root / "requirements.txt", "flask==3.1.3", "flask>=3")
+
+
+def plant_no_gunicorn(root):
+    replace_in(root / "requirements.txt", "gunicorn==", "# gunicorn==")
+
+
+def plant_runtime_txt(root):
+    (root / "runtime.txt").write_text("python-3.11.7\n")
+
+
+def plant_full_python_version(root):
+    (root / ".python-version").write_text("3.11.7\n")
+
+
+def plant_unsupported_python(root):
+    (root / ".python-version").write_text("3.9\n")
+
+
+def plant_second_package_manager(root):
+    (root / "Pipfile").write_text('[packages]\nflask = "*"\n')
+
+
+def plant_node_package_file(root):
+    (root / "package.json").write_text('{"private": true}\n')
+
+
+def plant_committed_venv(root):
+    replace_in(root / ".gitignore", ".venv/\n", "")
+    (root / ".venv").mkdir()
+    (root / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+
+def plant_procfile_misnamed(root):
+    (root / "Procfile").rename(root / "Procfile.txt")
+
+
+def plant_procfile_module_typo(root):
+    (root / "Procfile").write_text(WEB.replace("final_app.app:app", "final_app.ap:app") + "\n")
+
+
+def plant_procfile_missing_colon(root):
+    (root / "Procfile").write_text(WEB.replace("web:", "web") + "\n")
+
+
+def plant_no_web_process(root):
+    (root / "Procfile").write_text(WEB.replace("web:", "worker:") + "\n")
+
+
+def plant_development_server(root):
+    (root / "Procfile").write_text("web: flask --app final_app.app run\n")
+
+
+def plant_fixed_port(root):
+    (root / "Procfile").write_text(WEB.replace("--config", "--bind 0.0.0.0:5000 --config") + "\n")
+
+
+def plant_loopback_bind(root):
+    (root / "Procfile").write_text(WEB.replace("--config", "--bind 127.0.0.1:$PORT --config") + "\n")
+
+
+def plant_flask_debug(root):
+    (root / "Procfile").write_text(WEB.replace("web: ", "web: FLASK_DEBUG=1 ") + "\n")
+
+
+def plant_reload(root):
+    (root / "Procfile").write_text(WEB.replace("--config", "--reload --config") + "\n")
+
+
+def plant_debug_in_code(root):
+    with (root / "final_app" / "app.py").open("a") as file:
+        file.write("\nif __name__ == '__main__':\n    app.run(debug=True)\n")
+
+
+def plant_metadata_version_mismatch(root):
+    path = root / "final_app" / "model" / "iris.json"
+    data = json.loads(path.read_text())
+    data["versions"]["scikit-learn"] = "1.8.0"
+    path.write_text(json.dumps(data, indent=2))
+
+
+PLANTED = [
+    # (what a learner did, how to plant it, words the failed check must contain)
+    ("conda freeze line", plant_conda_freeze_line, ["cannot install", "pandas @ file:", "path on your machine"]),
+    ("old sklearn name", plant_old_sklearn_name, ["cannot install", "sklearn==0.0.post12", "scikit-learn"]),
+    ("Windows-only package", plant_windows_package, ["cannot install", "pywin32", "Windows only"]),
+    ("unpinned line", plant_unpinned_line, ["unpinned", "flask>=3"]),
+    ("no gunicorn", plant_no_gunicorn, ["gunicorn is not in requirements.txt"]),
+    ("runtime.txt", plant_runtime_txt, ["runtime.txt is present", "deprecated"]),
+    ("full Python version", plant_full_python_version, [".python-version", "3.11.7"]),
+    ("unsupported Python", plant_unsupported_python, ["Python 3.9", "does not build"]),
+    ("second package manager", plant_second_package_manager, ["more than one package manager", "Pipfile"]),
+    ("package.json at the root", plant_node_package_file, ["another language", "package.json", "Node.js"]),
+    ("committed .venv", plant_committed_venv, ["virtual environment", ".venv/"]),
+    ("Procfile.txt", plant_procfile_misnamed, ["no Procfile", "Procfile.txt"]),
+    ("Procfile module typo", plant_procfile_module_typo, ["does not load", "final_app.ap", "H10"]),
+    ("Procfile missing colon", plant_procfile_missing_colon, ["not `name: command`", "line 1"]),
+    ("no web process", plant_no_web_process, ["no web process", "worker", "H14"]),
+    ("development server", plant_development_server, ["does not run gunicorn", "flask --app"]),
+    ("fixed port", plant_fixed_port, ["0.0.0.0:5000", "not $PORT", "R10"]),
+    ("loopback only", plant_loopback_bind, ["127.0.0.1", "only this machine"]),
+    ("FLASK_DEBUG in the Procfile", plant_flask_debug, ["debug is on", "FLASK_DEBUG=1"]),
+    ("reload in production", plant_reload, ["debug is on", "reloads"]),
+    ("debug=True in the code", plant_debug_in_code, ["debug is on", "final_app/app.py", "debug=True"]),
+    ("model metadata version", plant_metadata_version_mismatch,
+     ["other versions", "scikit-learn: model 1.8.0, requirements.txt 1.9.1"]),
+]
+
+
+@pytest.mark.parametrize("plant, words", [(p, w) for _, p, w in PLANTED], ids=[name for name, _, _ in PLANTED])
+def test_preflight_fails_naming_each_planted_mistake(repo_copy, plant, words):
+    plant(repo_copy)
+    failures = static_checks(repo_copy)
+    assert failures, "the planted mistake was not caught"
+    matching = [check for check in failures if all(word in check.line() for word in words)]
+    assert matching, f"no failed check names {words}: {[check.line() for check in failures]}"
+    assert all(check.fix for check in failures)
+
+
+def test_requirements_pin_for_scikit_learn_equals_the_model_metadata():
+    pins = preflight.pinned_versions(ROOT)
+    metadata = json.loads((ROOT / "final_app" / "model" / "iris.json").read_text())
+    for package in ("scikit-learn", "numpy", "scipy", "joblib"):
+        assert pins[package] == metadata["versions"][package], package
+
+
+def test_slugignore_keeps_lessons_and_tests_out_but_the_app_in():
+    patterns = preflight.slugignore_patterns(ROOT)
+    for name in ("lessons/04_model/app.py", "tests/test_preflight.py", "images/form.png",
+                 "requirements-dev.txt"):
+        assert preflight.ignored_by_slug(name, patterns), name
+    for name in ("final_app/app.py", "final_app/model/iris.joblib", "Procfile", "gunicorn.conf.py",
+                 "requirements.txt", ".python-version", "bin/post_compile"):
+        assert not preflight.ignored_by_slug(name, patterns), name
