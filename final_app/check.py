@@ -3,6 +3,7 @@
 Exits 0 and prints one line when the model is usable; prints the reason and exits 1 when it is not.
 Heroku's build runs this, so a broken or mismatched model fails the build instead of the app.
 """
+import os
 import sys
 
 from final_app.model import ModelError, load_model_and_metadata
@@ -12,6 +13,7 @@ SAMPLE = [5.1, 3.5, 1.4, 0.2]  # the first flower of the iris data set: a setosa
 
 def main(model_dir=None):
     """Load and verify the model, predict SAMPLE, print one line; return the exit status."""
+    model_dir = model_dir or os.environ.get("MODEL_DIR") or None  # the folder the app would load
     try:
         model, metadata = load_model_and_metadata(model_dir)
     except ModelError as error:
