@@ -78,9 +78,12 @@ def launch_chromium(playwright, executable=None):
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 
 
-def serve_lesson(lesson, env=None):
-    """Run `python app.py` in a lesson folder on a free port: yields (base_url, process)."""
-    return running([sys.executable, "app.py"], cwd=LESSONS_DIR / lesson, env=env)
+def serve_lesson(lesson, command=("app.py",)):
+    """Run python with command (default: `python app.py`) in a lesson folder on a free port.
+
+    Yields (base_url, process); "{port}" in command is replaced by the port.
+    """
+    return running([sys.executable, *command], cwd=LESSONS_DIR / lesson)
 
 
 def serve_final_app(working_dir):
@@ -138,19 +141,22 @@ def make_not_found_page(browser, out):
     """02_not_found_page.png: lesson 02's answer to a path that has no route."""
     page = browser.new_page(viewport={"width": 900, "height": 200})
     with serve_lesson("02_routes") as (base_url, _process):
-        response = page.goto(base_url + "/goodbye")
-        assert response.status == 404, f"expected 404 for /goodbye, got {response.status}"
-        screenshot_in_window(browser, page, LEARNER_URL + "/goodbye", out / "02_not_found_page.png")
+        response = page.goto(base_url + "/nowhere")
+        assert response.status == 404, f"expected 404 for /nowhere, got {response.status}"
+        screenshot_in_window(browser, page, LEARNER_URL + "/nowhere", out / "02_not_found_page.png")
     page.close()
 
 
 def make_debugger_page(browser, out):
-    """03_debugger_page.png: lesson 03 in debug mode, after a division by zero."""
+    """03_debugger_page.png: lesson 03 under `flask --app app run --debug`, after a division by zero."""
     page = browser.new_page(viewport={"width": 1000, "height": 700})
-    with serve_lesson("03_debug", env={"FLASK_DEBUG": "1"}) as (base_url, _process):
+    debug_command = ["-m", "flask", "--app", "app", "run", "--debug", "--port", "{port}"]
+    with serve_lesson("03_debug", debug_command) as (base_url, _process):
         response = page.goto(base_url + "/ratio/1/0")
         assert response.status == 500, f"expected 500 for /ratio/1/0, got {response.status}"
         page.wait_for_load_state("networkidle")  # the debugger's own CSS and script
+        # The mouse over the line that failed shows the console icon that lesson 03 talks about.
+        page.locator(".traceback .frame").last.locator("pre.current").hover()
         screenshot_in_window(browser, page, LEARNER_URL + "/ratio/1/0", out / "03_debugger_page.png",
                              full_page=True)
     page.close()

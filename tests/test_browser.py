@@ -1,0 +1,279 @@
+"""final_app's form in a real browser: headless Chromium, driven by Playwright, against gunicorn.
+
+These tests need a Chromium (Debian's /usr/bin/chromium, or `.venv/bin/playwright install
+chromium`) and axe-core (`npm ci --prefix tests/browser`). Without them they are skipped,
+except under CI=true, where a missing tool is a failure.
+"""
+import os
+import pathlib
+import sys
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "images"))  # make_images.py knows how to start Chromium and final_app
+sys.path.insert(0, str(ROOT))  # final_app, for the model the page must agree with
+
+import make_images  # noqa: E402  (needs the path above)
+from final_app.model import load_model, read_metadata  # noqa: E402
+
+AXE_SCRIPT = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+# One flower of each species, in cm. The expected answers come from the model itself.
+FLOWERS = {
+    "setosa-like": ["5.1", "3.5", "1.4", "0.2"],
+    "versicolor-like": ["6.1", "2.8", "4.7", "1.2"],
+    "virginica-like": ["6.9", "3.1", "5.4", "2.1"],
+}
+TYPICAL_FLOWER = dict(zip(FEATURES, FLOWERS["versicolor-like"]))
+SERIOUS_IMPACTS = ("serious", "critical")
+
+
+def missing_tool(reason):
+    """Skip the test for a missing tool, or fail it under CI=true, where every tool must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    """Return the path of the Chromium to drive; skip (fail under CI) when there is none."""
+    path = make_images.find_chromium()
+    if path is None:
+        missing_tool(make_images.HOW_TO_GET_CHROMIUM)
+    return path
+
+
+@pytest.fixture(scope="session")
+def axe_script():
+    """Return the path of axe-core's script; skip (fail under CI) when it is not installed."""
+    if not AXE_SCRIPT.is_file():
+        missing_tool(f"axe-core is not installed ({AXE_SCRIPT} missing): run `npm ci --prefix tests/browser`")
+    return AXE_SCRIPT
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    """One headless Chromium for the whole module."""
+    with sync_playwright() as playwright:
+        chromium = make_images.launch_chromium(playwright, chromium_path)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    """final_app served by gunicorn on a free loopback port, stopped after the module."""
+    with make_images.serve_final_app(tmp_path_factory.mktemp("gunicorn")) as (url, _process):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def model_and_classes():
+    """The model the server loaded, through final_app's own checked loader, and its class names."""
+    return load_model(), read_metadata()["classes"]
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab (its own cookies and cache) with a 10 s limit on every wait."""
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, locale="en-US")
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def console_errors(page):
+    """The errors the page writes to the console (CSP violations included) and its uncaught exceptions."""
+    errors = []
+    page.on("console", lambda message: errors.append(
+        f"{message.text} at {message.location['url']}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught {error}"))
+    return errors
+
+
+def bad_request_logged_for(base_url):
+    """The one console error Chromium writes when the form's POST is answered with status 400."""
+    return f"Failed to load resource: the server responded with a status of 400 (BAD REQUEST) at {base_url}/"
+
+
+def fill_form(page, values):
+    """Type each value into the field with that id ("" leaves a field empty)."""
+    for name, value in values.items():
+        page.fill(f"#{name}", value)
+
+
+def submit(page):
+    """Click the submit button; return the HTTP response to the form's POST."""
+    with page.expect_navigation() as navigation:
+        page.click("form button[type=submit]")
+    return navigation.value
+
+
+def shown_probabilities(page):
+    """Return {species: text} from the result's table, e.g. {"setosa": "97.6 %"}."""
+    rows = page.locator("#result tbody tr")
+    return {rows.nth(i).locator("th").inner_text().strip(): rows.nth(i).locator("td").inner_text().strip()
+            for i in range(rows.count())}
+
+
+def expected_result(model_and_classes, numbers):
+    """Return (species, {species: text}) as the page should show them, from the model itself."""
+    model, classes = model_and_classes
+    probabilities = model.predict_proba([[float(number) for number in numbers]])[0]
+    species = classes[probabilities.argmax()]
+    # The page shows percentages with one decimal.
+    return species, {name: f"{p * 100:.1f} %" for name, p in zip(classes, probabilities)}
+
+
+@pytest.mark.parametrize("numbers", FLOWERS.values(), ids=FLOWERS.keys())
+def test_submitting_the_form_shows_the_models_prediction(page, console_errors, base_url,
+                                                         model_and_classes, numbers):
+    page.goto(base_url + "/")
+    fill_form(page, dict(zip(FEATURES, numbers)))
+    response = submit(page)
+
+    species, probabilities = expected_result(model_and_classes, numbers)
+    assert response.status == 200
+    assert page.locator("#result .label").inner_text() == species
+    assert shown_probabilities(page) == probabilities
+    # The typed values stay in the form, to try a variation.
+    assert [page.input_value(f"#{name}") for name in FEATURES] == numbers
+    assert console_errors == []
+
+
+@pytest.mark.parametrize("field", FEATURES)
+def test_an_empty_field_gets_a_message_at_the_field_and_keeps_the_others(page, console_errors, base_url,
+                                                                       field):
+    page.goto(base_url + "/")
+    typed = dict(TYPICAL_FLOWER, **{field: ""})
+    fill_form(page, typed)
+    response = submit(page)
+
+    assert response.status == 400
+    assert_message_at(page, field)
+    assert page.locator("#result").count() == 0
+    assert {name: page.input_value(f"#{name}") for name in FEATURES} == typed
+    assert console_errors == [bad_request_logged_for(base_url)]
+
+
+def test_a_non_numeric_value_gets_a_message_at_the_field(page, console_errors, base_url):
+    page.goto(base_url + "/")
+    fill_form(page, TYPICAL_FLOWER)
+    # Chromium refuses letters in a number field; an older browser, or a script, sends them anyway.
+    # Making the field a text field lets this browser send what they would.
+    page.eval_on_selector("#sepal_width", "field => { field.type = 'text'; }")
+    page.fill("#sepal_width", "wide")
+    response = submit(page)
+
+    assert response.status == 400
+    assert_message_at(page, "sepal_width")
+    assert "number" in page.inner_text("#sepal_width-error")
+    for name in ("sepal_length", "petal_length", "petal_width"):
+        assert page.input_value(f"#{name}") == TYPICAL_FLOWER[name]
+    assert console_errors == [bad_request_logged_for(base_url)]
+
+
+def assert_message_at(page, field):
+    """Assert the page shows a message for field, tied to its input for screen readers."""
+    message = page.locator(f"#{field}-error")
+    assert message.is_visible()
+    assert message.inner_text().strip() != ""
+    field_input = page.locator(f"#{field}")
+    assert field_input.get_attribute("aria-invalid") == "true"
+    assert f"{field}-error" in field_input.get_attribute("aria-describedby").split()
+    for other in FEATURES:
+        if other != field:
+            assert page.locator(f"#{other}-error").count() == 0
+
+
+def tab_to(page, element_id, most_presses=10):
+    """Press Tab until the element with element_id has the focus; fail if it never gets it."""
+    for _ in range(most_presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == element_id:
+            return
+    pytest.fail(f"#{element_id} never got the focus in {most_presses} presses of Tab")
+
+
+def focused_description(page):
+    """Return the focused element as "tag#id" or "tag type", to say where the focus is."""
+    return page.evaluate(
+        "() => { const e = document.activeElement;"
+        " return e.tagName.toLowerCase() + (e.id ? '#' + e.id : ' ' + (e.type || '')); }")
+
+
+def test_the_form_works_with_the_keyboard_alone(page, console_errors, base_url, model_and_classes):
+    page.goto(base_url + "/")
+    tab_to(page, FEATURES[0])
+    # The fields come in the model's order, each one Tab after the other, then the button.
+    numbers = FLOWERS["virginica-like"]
+    for name, number in zip(FEATURES, numbers):
+        assert focused_description(page) == f"input#{name}"
+        page.keyboard.type(number)
+        page.keyboard.press("Tab")
+    assert focused_description(page) == "button submit"
+    with page.expect_navigation() as navigation:
+        page.keyboard.press("Enter")
+
+    species, _probabilities = expected_result(model_and_classes, numbers)
+    assert navigation.value.status == 200
+    assert page.locator("#result .label").inner_text() == species
+    assert console_errors == []
+
+
+def test_the_page_blocks_inline_scripts_and_the_console_check_sees_it(page, console_errors, base_url):
+    page.goto(base_url + "/")
+    assert console_errors == []
+    # An injected inline script, as an attacker's would be: the page's policy blocks it and says so.
+    with page.expect_console_message(lambda message: message.type == "error") as blocked:
+        page.evaluate("() => { const s = document.createElement('script');"
+                      " s.textContent = 'document.title = \"hacked\"'; document.body.append(s); }")
+    assert "Content Security Policy" in blocked.value.text
+    assert page.title() == "Iris species classifier"
+    assert any("Content Security Policy" in error for error in console_errors), console_errors
+
+
+def serious_violations(page, axe_script):
+    """Run axe-core on the page; return its serious and critical violations as readable lines."""
+    page.add_script_tag(path=str(axe_script))
+    results = page.evaluate("() => axe.run(document)")
+    return [f"{violation['impact']}: {violation['id']} ({violation['help']}) at "
+            f"{[node['target'] for node in violation['nodes']]}"
+            for violation in results["violations"] if violation["impact"] in SERIOUS_IMPACTS]
+
+
+@pytest.fixture
+def axe_page(browser):
+    """A tab that lets the test inject axe-core's script in spite of the page's policy."""
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, bypass_csp=True)
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    context.close()
+
+
+FORM_STATES = {
+    "empty form": {},
+    "with a prediction": TYPICAL_FLOWER,
+    "with an error": dict(TYPICAL_FLOWER, petal_width=""),
+}
+
+
+@pytest.mark.parametrize("typed", FORM_STATES.values(), ids=FORM_STATES.keys())
+def test_the_page_has_no_serious_accessibility_violations(axe_page, axe_script, base_url, typed):
+    axe_page.goto(base_url + "/")
+    if typed:
+        fill_form(axe_page, typed)
+        submit(axe_page)
+    assert serious_violations(axe_page, axe_script) == []
+
+
+def test_the_accessibility_check_finds_a_field_without_a_label(axe_page, axe_script):
+    axe_page.set_content("<!doctype html><html lang='en'><head><title>Broken form</title></head>"
+                         "<body><main><form><input type='number' name='x'></form></main></body></html>")
+    assert any(" label " in line for line in serious_violations(axe_page, axe_script))
