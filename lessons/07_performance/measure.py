@@ -83,6 +83,19 @@ def post_load(url, body, seconds=5.0, connections=8):
     }
 
 
+def wait_for_workers(pid, count, timeout=30.0):
+    """Wait until process pid has count child processes; return how many it has.
+
+    A server may answer its first request before all of its workers have started.
+    """
+    deadline = time.perf_counter() + timeout
+    children = psutil.Process(pid).children(recursive=True)
+    while len(children) < count and time.perf_counter() < deadline:
+        time.sleep(0.05)
+        children = psutil.Process(pid).children(recursive=True)
+    return len(children)
+
+
 def process_tree_pss_mb(pid):
     """Proportional memory (PSS, MB) of a server process and of its children, separately.
 
