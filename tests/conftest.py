@@ -45,3 +45,10 @@ def iris_rows():
     from sklearn.datasets import load_iris
 
     return load_iris().data.tolist()
+
+
+# Hypothesis keeps a cache in ./.hypothesis by default; a folder of that name at the top makes
+# pytest warn (an error here) on every later run, so keep the cache with pytest's own.
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
+
+set_hypothesis_home_dir(ROOT / ".pytest_cache" / "hypothesis")
