@@ -44,7 +44,7 @@ train: $(STAMP)
 	$(BIN)/python -m final_app.train
 
 images: $(STAMP)
-	$(BIN)/python images/make_images.py
+	$(BIN)/python images/make_images.py $(OUT)
 
 rehearse: $(STAMP)
 	@echo "Procfile under honcho: http://127.0.0.1:$$(sed -n 's/^PORT=//p' .env)  (Ctrl+C to stop)"
