@@ -41,7 +41,7 @@ def lesson_app():
 
 
 @pytest.fixture()
-def client(lesson_app):
+def lesson_client(lesson_app):
     """A Flask test client for the lesson's app."""
     return lesson_app.app.test_client()
 
@@ -159,15 +159,15 @@ def test_the_model_is_loaded_once_not_per_request(monkeypatch):
 
 # --- the API ------------------------------------------------------------------------------
 
-def test_home_says_which_features_to_send_and_in_which_order(client):
-    response = client.get("/")
+def test_home_says_which_features_to_send_and_in_which_order(lesson_client):
+    response = lesson_client.get("/")
     assert response.status_code == 200
     assert response.get_json() == {"predict": "POST /predict", "features": FEATURES, "classes": CLASSES}
 
 
-def test_predictions_for_the_whole_iris_set_equal_the_saved_models_own(client, saved_model):
+def test_predictions_for_the_whole_iris_set_equal_the_saved_models_own(lesson_client, saved_model):
     rows = load_iris().data
-    response = post_rows(client, rows.tolist())
+    response = post_rows(lesson_client, rows.tolist())
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
     assert [p["label"] for p in predictions] == saved_model.predict(rows).tolist()
@@ -177,16 +177,16 @@ def test_predictions_for_the_whole_iris_set_equal_the_saved_models_own(client, s
 
 
 @pytest.mark.parametrize("row", ONE_OF_EACH)
-def test_a_single_row_gets_the_saved_models_answer(client, saved_model, row):
-    response = post_rows(client, [row])
+def test_a_single_row_gets_the_saved_models_answer(lesson_client, saved_model, row):
+    response = post_rows(lesson_client, [row])
     assert response.status_code == 200
     [prediction] = response.get_json()["predictions"]
     assert prediction["label"] == saved_model.predict([row])[0]
     assert list(prediction["probabilities"].values()) == saved_model.predict_proba([row])[0].tolist()
 
 
-def test_integers_are_numbers_too(client, saved_model):
-    response = post_rows(client, [[6, 3, 5, 2]])
+def test_integers_are_numbers_too(lesson_client, saved_model):
+    response = post_rows(lesson_client, [[6, 3, 5, 2]])
     assert response.status_code == 200
     assert response.get_json()["predictions"][0]["label"] == saved_model.predict([[6, 3, 5, 2]])[0]
 
@@ -225,8 +225,8 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("request_kwargs, message", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_a_bad_request_gets_400_and_a_message_saying_what_is_wrong(client, request_kwargs, message):
-    response = client.post("/predict", **request_kwargs)
+def test_a_bad_request_gets_400_and_a_message_saying_what_is_wrong(lesson_client, request_kwargs, message):
+    response = lesson_client.post("/predict", **request_kwargs)
     assert response.status_code == 400
     assert response.is_json
     assert response.get_json() == {"error": {"message": message}}
