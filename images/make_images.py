@@ -9,7 +9,6 @@ drawn as text. The diagram is drawn from deploy_path.json, beside this script.
 import base64
 import html
 import json
-import os
 import pathlib
 import re
 import sys
@@ -36,11 +35,12 @@ HOW_TO_GET_CHROMIUM = (
     "or Playwright's (.venv/bin/playwright install chromium)"
 )
 
-# What a learner's browser shows: `python app.py` listens on port 5000 unless PORT says otherwise.
+# The address a learner's browser shows: `python app.py` listens on port 5000 unless PORT says otherwise.
 LEARNER_URL = "http://127.0.0.1:5000"
 # A flower the form pictures use: measurements of a typical versicolor, in cm.
 EXAMPLE_FLOWER = {"sepal_length": "6.1", "sepal_width": "2.8", "petal_length": "4.7", "petal_width": "1.2"}
-FEATURES = list(EXAMPLE_FLOWER)
+# And what it shows for final_app: `make serve` listens on port 8000.
+SERVE_URL = "http://127.0.0.1:8000"
 
 PAGE_STYLE = """
   body { margin: 0; background: #ffffff; font-family: "DejaVu Sans", "Liberation Sans", Arial, sans-serif; }
@@ -70,11 +70,8 @@ def find_chromium():
     return str(playwright_chromium) if playwright_chromium.exists() else None
 
 
-def launch_chromium(playwright, executable=None):
-    """Start headless Chromium; raise RuntimeError saying how to get one if there is none."""
-    executable = executable or find_chromium()
-    if executable is None:
-        raise RuntimeError(HOW_TO_GET_CHROMIUM)
+def launch_chromium(playwright, executable):
+    """Start headless Chromium from the executable that find_chromium() found."""
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 
 
@@ -215,33 +212,31 @@ def terminal_html(folder, command, output):
 def make_terminal_picture(browser, out):
     """01_terminal_python_app.png: what `python app.py` prints in lesson 01, after one visit."""
     output = capture_python_app_output()
-    draw(browser, terminal_html("lessons/01_hello", "python app.py", output), out / "01_terminal_python_app.png")
+    picture = terminal_html("lessons/01_hello", "python app.py", output)
+    draw(browser, picture, out / "01_terminal_python_app.png")
 
 
-def fill_flower(page, flower):
-    """Type a flower's measurements into the final_app form (an empty value leaves a field empty)."""
+def submit_flower(page, base_url, flower):
+    """Open final_app's form, type a flower's measurements ("" leaves a field empty), and submit."""
+    page.goto(base_url + "/")
     for name, value in flower.items():
         page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
 
 
 def make_form_pictures(browser, out):
     """final_app_form_prediction.png and final_app_form_error.png: the form after each submit."""
     page = browser.new_page(viewport={"width": 900, "height": 700})
     with tempfile.TemporaryDirectory() as working_dir, serve_final_app(working_dir) as (base_url, _process):
-        page.goto(base_url + "/")
-        fill_flower(page, EXAMPLE_FLOWER)
-        with page.expect_navigation():
-            page.click("button[type=submit], input[type=submit]")
+        submit_flower(page, base_url, EXAMPLE_FLOWER)
         page.locator("#result").wait_for()
-        screenshot_in_window(browser, page, "http://127.0.0.1:8000/", out / "final_app_form_prediction.png",
+        screenshot_in_window(browser, page, SERVE_URL + "/", out / "final_app_form_prediction.png",
                              full_page=True)
 
-        page.goto(base_url + "/")
-        fill_flower(page, dict(EXAMPLE_FLOWER, petal_width=""))
-        with page.expect_navigation():
-            page.click("button[type=submit], input[type=submit]")
+        submit_flower(page, base_url, dict(EXAMPLE_FLOWER, petal_width=""))
         page.locator("#petal_width-error").wait_for()
-        screenshot_in_window(browser, page, "http://127.0.0.1:8000/", out / "final_app_form_error.png",
+        screenshot_in_window(browser, page, SERVE_URL + "/", out / "final_app_form_error.png",
                              full_page=True)
     page.close()
 
@@ -314,8 +309,8 @@ PICTURES = [
 PICTURE_NAMES = [name for names, _maker in PICTURES for name in names]
 
 
-def make_all(out, executable=None):
-    """Make every picture into the folder out."""
+def make_all(out, executable):
+    """Make every picture into the folder out, with the Chromium at executable."""
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright, executable)
@@ -327,10 +322,12 @@ def make_all(out, executable=None):
 
 
 def main(argv):
-    """Make the pictures into argv[0], or into images/."""
+    """Make the pictures into argv[0], or into images/; exit 1 with a reason if there is no Chromium."""
     out = pathlib.Path(argv[0]).resolve() if argv else IMAGES_DIR
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    make_all(out)
+    executable = find_chromium()
+    if executable is None:
+        sys.exit(f"make_images: {HOW_TO_GET_CHROMIUM}")
+    make_all(out, executable)
     for name in PICTURE_NAMES:
         print(f"wrote {out / name}")
 
