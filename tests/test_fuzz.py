@@ -1,0 +1,177 @@
+"""Fuzzing: no input of any kind makes final_app answer 500 or show a traceback.
+
+Hypothesis runs derandomized (the same examples every run) with a bounded number of examples;
+schemathesis generates requests from the app's own OpenAPI document, valid and invalid.
+"""
+import json
+import string
+
+import jsonschema
+import numpy as np
+import referencing
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from final_app.app import create_app
+from final_app.validation import InstanceValidator, RequestError
+
+APP = create_app()
+CLIENT = APP.test_client()
+MODEL = APP.extensions["final_app.predictor"].model
+METADATA = CLIENT.get("/model").get_json()
+DOCUMENT = CLIENT.get("/openapi.json").get_json()
+FEATURES = METADATA["features"]
+NAMES = [feature["name"] for feature in FEATURES]
+API_STATUSES = {200, 400, 413, 415}
+
+
+def fuzz_settings(examples):
+    """Hypothesis settings: repeatable examples, a bounded count, no timing assertions."""
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# --- strategies ---------------------------------------------------------------------------------
+
+scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+           | st.sampled_from([0, -0.0, 1e308, -1e-320, 2 ** 63, "5.1", "NaN", True, False]))
+json_values = st.recursive(scalars, lambda children: st.lists(children, max_size=6)
+                           | st.dictionaries(st.text(max_size=12) | st.sampled_from(NAMES), children, max_size=6),
+                           max_leaves=30)
+# Values near the bounds, including just outside them, and a few of the wrong type.
+near_bound_values = (st.floats(min_value=-2, max_value=20, allow_nan=False)
+                     | st.integers(min_value=-2, max_value=20)
+                     | st.sampled_from([0, 0.0, -0.0, 5, 9, 14, 16, 16.000001, -1e-9, None, True, "1"]))
+rows_as_lists = st.lists(near_bound_values, min_size=3, max_size=5)
+rows_as_objects = st.dictionaries(st.sampled_from(NAMES + ["petal_widht", "colour"]), near_bound_values,
+                                  min_size=3, max_size=5)
+near_valid_payloads = st.fixed_dictionaries(
+    {"instances": st.lists(rows_as_lists | rows_as_objects, min_size=0, max_size=4)},
+    optional={"extra": st.just(1)})
+
+
+def valid_value(feature):
+    """A strategy for one valid value of a feature: a number within its bounds."""
+    return (st.floats(min_value=feature["min"], max_value=feature["max"], allow_nan=False)
+            | st.integers(min_value=feature["min"], max_value=feature["max"]))
+
+
+valid_rows = st.tuples(*[valid_value(feature) for feature in FEATURES]).map(list)
+valid_payloads = st.lists(valid_rows | valid_rows.map(lambda row: dict(zip(NAMES, row))), min_size=1, max_size=20)
+
+
+def request_schema_validator():
+    """A JSON Schema validator for the PredictRequest the document declares."""
+    registry = referencing.Registry().with_resource(
+        "urn:openapi", referencing.Resource.from_contents(DOCUMENT, default_specification=referencing.jsonschema.DRAFT202012))
+    return jsonschema.Draft202012Validator({"$ref": "urn:openapi#/components/schemas/PredictRequest"}, registry=registry)
+
+
+REQUEST_SCHEMA = request_schema_validator()
+
+
+def assert_json_error(response, statuses=API_STATUSES):
+    """Assert an API response has an allowed status and, unless 200, the JSON error shape."""
+    assert response.status_code in statuses, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    if response.status_code != 200:
+        assert list(body) == ["error"] and list(body["error"]) == ["message"]
+        message = body["error"]["message"]
+        assert isinstance(message, str) and message and "Traceback" not in message
+    return body
+
+
+# --- the validator on its own -------------------------------------------------------------------
+
+@fuzz_settings(300)
+@given(payload=json_values | st.fixed_dictionaries({"instances": json_values}))
+def test_validator_accepts_or_explains(payload):
+    validator = InstanceValidator(FEATURES, max_rows=10)
+    try:
+        rows = validator.rows(payload)
+    except RequestError as error:
+        assert error.status in (400, 413)
+        assert error.message and "\n" not in error.message
+        return
+    for row in rows:
+        assert len(row) == 4
+        for value, feature in zip(row, FEATURES):
+            assert type(value) in (int, float) and feature["min"] <= value <= feature["max"]
+
+
+@fuzz_settings(400)
+@given(payload=near_valid_payloads)
+def test_schema_and_validator_agree(payload):
+    validator = InstanceValidator(FEATURES, max_rows=10_000)
+    try:
+        validator.rows(payload)
+        accepted = True
+    except RequestError:
+        accepted = False
+    assert accepted == REQUEST_SCHEMA.is_valid(payload)
+
+
+# --- the app through the test client ------------------------------------------------------------
+
+@fuzz_settings(200)
+@given(body=st.binary(max_size=300), content_type=st.sampled_from(
+    ["application/json", "application/json; charset=latin-1", "application/problem+json",
+     "text/plain", "", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]))
+def test_arbitrary_bytes_never_500(body, content_type):
+    assert_json_error(CLIENT.post("/predict", data=body, headers={"Content-Type": content_type}))
+
+
+@fuzz_settings(200)
+@given(payload=json_values | st.fixed_dictionaries({"instances": json_values}) | near_valid_payloads)
+def test_arbitrary_json_never_500(payload):
+    body = json.dumps(payload)  # Python writes NaN and Infinity here: the app must refuse them
+    assert_json_error(CLIENT.post("/predict", data=body, content_type="application/json"))
+
+
+@fuzz_settings(100)
+@given(rows=valid_payloads)
+def test_valid_rows_equal_predict_proba(rows):
+    response = CLIENT.post("/predict", json={"instances": rows})
+    body = assert_json_error(response, {200})
+    as_lists = [[row[name] for name in NAMES] if isinstance(row, dict) else row for row in rows]
+    expected = MODEL.predict_proba(np.array(as_lists, dtype=float)).tolist()
+    assert [list(p["probabilities"].values()) for p in body["predictions"]] == expected
+
+
+@fuzz_settings(150)
+@given(fields=st.dictionaries(st.sampled_from(NAMES + ["submit"]),
+                              st.text(max_size=12) | st.sampled_from(["5.1", "1e3", "-0", "nan", "inf", "1_0", "٣"])))
+def test_form_answers_200_or_400(fields):
+    response = CLIENT.post("/", data=fields)
+    assert response.status_code in (200, 400)
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert ('id="result"' in html) == (response.status_code == 200)
+
+
+@fuzz_settings(150)
+@given(path=st.text(alphabet=string.ascii_letters + string.digits + "/._-~%", max_size=30),
+       method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
+def test_any_path_and_method_never_500(path, method):
+    path = "/" + path.lstrip("/")
+    response = CLIENT.open(path, method=method)
+    assert response.status_code < 500
+    response.close()
+    if not (path == "/" or path.startswith("/static/")) and method != "HEAD":
+        assert response.mimetype == "application/json"
+
+
+# --- schemathesis: requests generated from the OpenAPI document ---------------------------------
+
+# Over-long "instances" arrays break the schema's maxItems and are refused with 413, as documented.
+CONFIG = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
+    "expected-statuses": ["400", "405", "413", "415"]}}})
+schema = schemathesis.openapi.from_wsgi("/openapi.json", APP, config=CONFIG)
+
+
+@schema.parametrize()
+@fuzz_settings(60)
+def test_api_conforms_to_its_openapi_document(case):
+    case.call_and_validate()
