@@ -265,7 +265,6 @@ DIAGRAM_STYLE = """
   .diagram { padding: 20px 24px; background: #ffffff; color: #1f2328; width: 1040px; }
   .diagram h1 { margin: 0 0 14px; font-size: 22px; }
   .lane { border: 2px solid #8c959f; border-radius: 10px; padding: 10px 14px 14px; }
-  .lane:nth-of-type(2) { border-color: #6f42c1; background: #f6f1ff; }
   .lane-name { font-weight: bold; font-size: 15px; margin-bottom: 8px; color: #57606a; }
   .steps { display: flex; align-items: stretch; }
   .step { flex: 1; border-radius: 8px; padding: 10px 12px; background: #eaf2ff; border: 1px solid #54aeff; }
