@@ -102,12 +102,12 @@ def describe(model, metrics, sha256):
 def save(model, metrics, folder=HERE):
     """Write model.joblib and model.json into folder and return the metadata."""
     folder = Path(folder)
-    model_file = folder / "model.joblib"
-    # Write under a temporary name, then rename: a running app never sees half a file.
     joblib.dump(model, folder / "model.joblib.tmp")
-    os.replace(folder / "model.joblib.tmp", model_file)
-    metadata = describe(model, metrics, file_sha256(model_file))
-    (folder / "model.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    metadata = describe(model, metrics, file_sha256(folder / "model.joblib.tmp"))
+    (folder / "model.json.tmp").write_text(json.dumps(metadata, indent=2) + "\n")
+    # Write under temporary names, then rename: an app starting meanwhile never reads half a file.
+    os.replace(folder / "model.joblib.tmp", folder / "model.joblib")
+    os.replace(folder / "model.json.tmp", folder / "model.json")
     return metadata
 
 
