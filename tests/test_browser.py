@@ -133,6 +133,8 @@ def expected_result(model_and_classes, numbers):
 @pytest.mark.parametrize("numbers", FLOWERS.values(), ids=FLOWERS.keys())
 def test_submitting_the_form_shows_the_models_prediction(page, console_errors, base_url,
                                                          model_and_classes, numbers):
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(base_url + "/")
     fill_form(page, dict(zip(FEATURES, numbers)))
     response = submit(page)
@@ -144,6 +146,8 @@ def test_submitting_the_form_shows_the_models_prediction(page, console_errors, b
     # The typed values stay in the form, to try a variation.
     assert [page.input_value(f"#{name}") for name in FEATURES] == numbers
     assert console_errors == []
+    # Everything the page needs comes from the app itself: it works offline and tells no third party.
+    assert [url for url in requested if not url.startswith(base_url + "/")] == []
 
 
 @pytest.mark.parametrize("field", FEATURES)
