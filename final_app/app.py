@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 
 import numpy as np
 from flask import Flask, render_template, request
@@ -131,6 +132,12 @@ def read_body(max_bytes):
     return request.get_data(cache=False)
 
 
+def where(error):
+    """Return "file:line in function" for the place an exception was raised."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"
+
+
 def register_error_handlers(app):
     """Make every error on the API JSON, and never show a traceback anywhere."""
 
@@ -148,8 +155,8 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def unexpected_error(error):
-        LOG.error("unexpected %s on %s %s: %s", type(error).__name__, request.method, request.path,
-                  str(error).replace("\n", " ")[:500])
+        LOG.error("unexpected %s on %s %s at %s: %s", type(error).__name__, request.method, request.path,
+                  where(error), str(error).replace("\n", " ")[:500])
         message = "unexpected error in the server; it has been logged"
         if is_page_path(request.path):
             return app.response_class(message, status=500, mimetype="text/plain")

@@ -1,6 +1,7 @@
 """final_app.app: the JSON API, the HTML form, errors, headers, settings, debug and start-up refusal."""
 import io
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -347,6 +348,24 @@ def test_debug_stays_off_and_500_is_plain_json(monkeypatch, capsys):
     assert page.status_code == 500
     for text in (response.get_data(as_text=True), page.get_data(as_text=True)):
         assert "Traceback" not in text and "planted" not in text and "Werkzeug Debugger" not in text
+
+
+def test_unexpected_error_is_logged_in_one_line(app, client, monkeypatch):
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    monkeypatch.setattr(app.extensions["final_app.predictor"], "predict", fail)
+    logging.getLogger("final_app").addHandler(handler)
+    try:
+        response = post_predict(client, {"instances": [GOOD_ROW]})
+    finally:
+        logging.getLogger("final_app").removeHandler(handler)
+    assert response.status_code == 500
+    [record] = [record for record in records if record.levelno == logging.ERROR]
+    line = record.getMessage()
+    assert line.startswith("unexpected RuntimeError on POST /predict at ")
+    assert "test_app.py" in line and "in fail: planted failure with a second line" in line
+    assert "\n" not in line
 
 
 def test_debug_off_under_flask_debug_environment(monkeypatch):
