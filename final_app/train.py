@@ -8,7 +8,6 @@ import math
 import pathlib
 
 import joblib
-import numpy as np
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
