@@ -304,12 +304,13 @@ def probe_web_command(root, settings, gunicorn_args, port):
     return {"error": f"the check could not run: {tail}"}
 
 
-def check_web_imports(probe):
+def check_web_imports(root, probe):
     """The Procfile's module:object imports with $PORT set (otherwise the dyno crashes: H10)."""
     if "error" in probe:
-        return [failed(f"the web process's app does not load: {probe['error']} (on Heroku: H10 app crashed)",
-                       "fix the module:object name in the Procfile, or run the same command locally "
-                       "to see the whole error")]
+        error = probe["error"].replace(f"{root}{os.sep}", "")
+        return [failed(f"the web process's app does not load: {error} (on Heroku: H10 app crashed)",
+                       "do what the error says; if it names a module or attribute, fix the Procfile's "
+                       "module:object; run the Procfile's command locally to see the whole error")]
     return [passed(f"the app {probe['app_uri']} imports")]
 
 
@@ -498,6 +499,18 @@ def memory_mb(process):
     return total / 2**20
 
 
+def settled_memory_mb(process, limit=15.0):
+    """Return memory_mb once it stops growing: workers may still be loading the app and model."""
+    deadline = time.monotonic() + limit
+    reading = memory_mb(process)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        previous, reading = reading, memory_mb(process)
+        if reading <= previous * 1.01:
+            break
+    return reading
+
+
 def wait_for_workers(process, count, limit=15.0):
     """Wait until the server runs at least count worker processes (or time runs out)."""
     deadline = time.monotonic() + limit
@@ -520,6 +533,12 @@ def seconds_to_stop(process, limit):
         return None
 
 
+def last_line(path):
+    """Return the last non-empty line of a text file, or a note that it is empty."""
+    lines = [line.strip() for line in pathlib.Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def boot_checks(root, web_command, log_path):
     """Start the web command with $PORT set; check boot time, memory and SIGTERM."""
     port = free_port()
@@ -533,12 +552,15 @@ def boot_checks(root, web_command, log_path):
     try:
         seconds = wait_until_answering(f"http://127.0.0.1:{port}/", process, BOOT_LIMIT_S)
         if seconds is None:
-            state = "exited" if process.poll() is not None else f"did not answer within {BOOT_LIMIT_S} s"
-            return [failed(f"the web process {state} (on Heroku: H10 or R10); its output is in {log_path}",
-                           "run the Procfile command locally (make rehearse) and read the first error")]
+            if process.poll() is not None:
+                state = f"crashed at boot (on Heroku: H10); its last line: {last_line(log_path)}"
+            else:
+                state = f"did not answer on $PORT within {BOOT_LIMIT_S} s (on Heroku: R10)"
+            return [failed(f"the web process {state}",
+                           "run the Procfile command locally (make rehearse) and read its first error")]
         checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {BOOT_LIMIT_S} s)")]
         wait_for_workers(process, WEB_CONCURRENCY)
-        used = memory_mb(process)
+        used = settled_memory_mb(process)
         memory_title = (f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}: {used:.0f} MB "
                         f"of {DYNO_MEMORY_MB} MB")
         checks.append(passed(memory_title) if used < DYNO_MEMORY_MB else failed(
@@ -583,7 +605,7 @@ def run_checks(root, static=False, report=print):
         port = free_port()
         probe = probe_web_command(root, settings, gunicorn_args, port)
         app_uri = probe.get("app_uri")
-        record(check_web_imports(probe))
+        record(check_web_imports(root, probe))
         record(check_binds_port(probe, port))
         record(check_debug_off(root, probe, settings, gunicorn_args))
     record(check_model_versions(root, files, app_uri))
@@ -592,7 +614,8 @@ def run_checks(root, static=False, report=print):
         report("- boot, memory and SIGTERM checks skipped (--static)")
     elif web is not None and all(check.ok for check in results):
         web_command = read_procfile(root)[0]["web"]
-        record(boot_checks(root, web_command, pathlib.Path(tempfile.gettempdir()) / f"preflight-web-{os.getpid()}.log"))
+        with tempfile.TemporaryDirectory() as folder:
+            record(boot_checks(root, web_command, pathlib.Path(folder) / "web.log"))
     else:
         report("- boot, memory and SIGTERM checks skipped: fix the failures above first")
     return results

@@ -38,7 +38,13 @@ def import_app(app_uri):
     """Import the WSGI app exactly as gunicorn does and report whether debug is on."""
     from gunicorn.util import import_app as gunicorn_import_app
 
-    app = gunicorn_import_app(app_uri)
+    app_output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(app_output), contextlib.redirect_stderr(app_output):
+            app = gunicorn_import_app(app_uri)
+    except SystemExit as exit_:  # the app refused to start, after saying why
+        said = app_output.getvalue().strip().splitlines() or ["(nothing)"]
+        return {"error": f"the app exited while loading (code {exit_.code}): {said[-1]}"}
     return {"imported": True, "debug": bool(getattr(app, "debug", False))}
 
 
