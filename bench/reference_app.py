@@ -93,8 +93,11 @@ def as_matrix(instances):
     ]
 
 
+# `async def`, not `def`: FastAPI would run a plain `def` endpoint in a thread pool, and on
+# this benchmark that costs the reference about 15 % more CPU per request. The comparison
+# should be with the faster of the two ways of writing it.
 @app.post("/predict", response_model=PredictResponse)
-def predict(body: PredictRequest):
+async def predict(body: PredictRequest):
     """Predict the species and class probabilities for every row."""
     probabilities = MODEL.predict_proba(as_matrix(body.instances))
     predictions = [
