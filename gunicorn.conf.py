@@ -56,7 +56,8 @@ preload_app = not DEVELOPMENT
 reload = DEVELOPMENT
 
 # A worker that does not check in with the master for this many seconds is killed and replaced.
-# Heroku's router gives up on a request after 30 s (error H12), so waiting longer is pointless.
+# A gthread worker checks in even while its threads serve requests, so this catches a hung
+# process; a slow request is cut by Heroku's router after 30 s (error H12) anyway.
 timeout = 20
 
 # On SIGTERM (a deploy, a restart, `heroku ps:scale web=0`) workers get this long to finish the

@@ -171,7 +171,7 @@ PLANTED = [
     ("no gunicorn", plant_no_gunicorn, ["gunicorn is not in requirements.txt"]),
     ("runtime.txt", plant_runtime_txt, ["runtime.txt is present", "deprecated"]),
     ("full Python version", plant_full_python_version, [".python-version", "3.11.7"]),
-    ("unsupported Python", plant_unsupported_python, ["Python 3.9", "does not build"]),
+    ("unsupported Python", plant_unsupported_python, ["Python 3.9", "not one Heroku supports"]),
     ("second package manager", plant_second_package_manager, ["more than one package manager", "Pipfile"]),
     ("package.json at the root", plant_node_package_file, ["another language", "package.json", "Node.js"]),
     ("committed .venv", plant_committed_venv, ["virtual environment", ".venv/"]),
@@ -198,6 +198,17 @@ def test_preflight_fails_naming_each_planted_mistake(repo_copy, plant, words):
     matching = [check for check in failures if all(word in check.line() for word in words)]
     assert matching, f"no failed check names {words}: {[check.line() for check in failures]}"
     assert all(check.fix for check in failures)
+
+
+@pytest.mark.parametrize("lines", [
+    ['pywin32==306; sys_platform == "win32"'],  # the marker skips it on Linux
+    ["flask==3.1.3 \\", "    --hash=sha256:0123456789abcdef"],  # pip's hash-checking format
+    ["--index-url https://pypi.org/simple", "gunicorn==27.0.1  # the server"],
+    ["scikit-learn[benchmark]==1.9.1"],
+])
+def test_requirement_lines_heroku_installs_are_accepted(tmp_path, lines):
+    (tmp_path / "requirements.txt").write_text("gunicorn==27.0.1\n" + "\n".join(lines) + "\n")
+    assert [check.line() for check in preflight.check_requirements(tmp_path) if not check.ok] == []
 
 
 def test_requirements_pin_for_scikit_learn_equals_the_model_metadata():

@@ -26,9 +26,10 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import metadata
 
-# Python versions Heroku builds today (November 2026). 3.10 reached its end of life in
-# October 2026 and 3.9 was removed in January 2026. Keep this list in step with
-# https://devcenter.heroku.com/articles/python-support
+# Python versions Heroku supports today (November 2026), the one place to update them.
+# Heroku follows Python's own end-of-life dates: 3.9 was removed in January 2026, and 3.10
+# (end of life October 2026, deprecated on Heroku since November 2025) is on its way out.
+# Keep this in step with https://devcenter.heroku.com/articles/python-support
 SUPPORTED_PYTHON = ("3.11", "3.12", "3.13", "3.14")
 
 # Heroku's limits for a Basic/Eco dyno and its builds.
@@ -114,11 +115,13 @@ def requirement_lines(path, seen=None):
         return
     seen.add(path)
     for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        text = raw.split(" #", 1)[0].strip()
+        text = raw.split(" #", 1)[0].strip().rstrip("\\").strip()
         if not text or text.startswith("#"):
             continue
         if text.startswith(("-r ", "--requirement ")):
             yield from requirement_lines(path.parent / text.split(None, 1)[1], seen)
+        elif text.startswith("-") and not text.startswith("-e"):
+            continue  # a pip option such as --hash or --index-url, not a requirement
         else:
             yield path.name, number, text
 
@@ -206,7 +209,7 @@ def check_requirements(root):
             uninstallable.append(f"{where} is a path on your machine (from a conda or pip freeze)")
         elif re.match(r"^[A-Za-z0-9._-]+=[^=]", text):
             uninstallable.append(f"{where} is conda's format, not pip's")
-        elif name in UNINSTALLABLE:
+        elif name in UNINSTALLABLE and ";" not in text:  # a marker (; sys_platform...) skips it on Linux
             uninstallable.append(f"{where}: {UNINSTALLABLE[name]}")
         elif not re.match(r"^[A-Za-z0-9._-]+(\[[^\]]*\])?\s*==\s*[^\s*]+$", text.split(";")[0].strip()):
             unpinned.append(where)
@@ -248,7 +251,7 @@ def check_python_version(root):
                                 "write only major.minor (3.11): Heroku then installs the latest "
                                 "patch release, with its security fixes")]
     if versions[0] not in SUPPORTED_PYTHON:
-        return checks + [failed(f".python-version asks for Python {versions[0]}, which Heroku does not build",
+        return checks + [failed(f".python-version asks for Python {versions[0]}, not one Heroku supports",
                                 f"use one of {', '.join(SUPPORTED_PYTHON)} and test on it")]
     return checks + [passed(f".python-version: Python {versions[0]} (supported)")]
 
@@ -481,8 +484,11 @@ def process_tree(process):
     """Return the psutil processes of the server: the shell, gunicorn's master and its workers."""
     import psutil
 
-    root = psutil.Process(process.pid)
-    return [root, *root.children(recursive=True)]
+    try:
+        root = psutil.Process(process.pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:  # it has exited
+        return []
 
 
 def memory_mb(process):
@@ -511,11 +517,24 @@ def settled_memory_mb(process, limit=15.0):
     return reading
 
 
+def gunicorn_process_count(process):
+    """Return how many of the server's processes are gunicorn's (the master and its workers)."""
+    import psutil
+
+    count = 0
+    for member in process_tree(process):
+        try:
+            count += "gunicorn" in " ".join(member.cmdline())
+        except psutil.Error:  # a worker that exited between listing and reading
+            continue
+    return count
+
+
 def wait_for_workers(process, count, limit=15.0):
     """Wait until the server runs at least count worker processes (or time runs out)."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if sum(1 for member in process_tree(process) if "gunicorn" in " ".join(member.cmdline())) > count:
+    while time.monotonic() < deadline and process.poll() is None:
+        if gunicorn_process_count(process) > count:
             return
         time.sleep(0.2)
 
