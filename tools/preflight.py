@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from importlib import metadata
 
+import psutil
+
 # Python versions Heroku supports today (November 2026), the one place to update them.
 # Heroku follows Python's own end-of-life dates: 3.9 was removed in January 2026, and 3.10
 # (end of life October 2026, deprecated on Heroku since November 2025) is on its way out.
@@ -174,7 +176,7 @@ def split_command(command):
 
 # ---- static checks --------------------------------------------------------------------------
 
-def check_package_manager(root, files):
+def check_package_manager(files):
     """Exactly one package-manager file at the root, and it is requirements.txt."""
     found = [name for name in PACKAGE_MANAGER_FILES if name in files]
     managers = sorted({PACKAGE_MANAGER_FILES[name] for name in found})
@@ -187,7 +189,7 @@ def check_package_manager(root, files):
                    "Heroku uses only one; keep requirements.txt and delete the others")]
 
 
-def check_other_languages(root, files):
+def check_other_languages(files):
     """No file at the root that makes Heroku build the app as another language."""
     found = [f"{name} ({language})" for name, language in OTHER_LANGUAGE_FILES.items() if name in files]
     if not found:
@@ -481,9 +483,7 @@ def wait_until_answering(url, process, limit):
 
 
 def process_tree(process):
-    """Return the psutil processes of the server: the shell, gunicorn's master and its workers."""
-    import psutil
-
+    """Return the psutil processes of the server: gunicorn's master (or a shell) and all below it."""
     try:
         root = psutil.Process(process.pid)
         return [root, *root.children(recursive=True)]
@@ -493,8 +493,6 @@ def process_tree(process):
 
 def memory_mb(process):
     """Return the memory the server's processes use together: PSS where the OS reports it, else RSS."""
-    import psutil
-
     total = 0
     for member in process_tree(process):
         try:
@@ -519,8 +517,6 @@ def settled_memory_mb(process, limit=15.0):
 
 def gunicorn_process_count(process):
     """Return how many of the server's processes are gunicorn's (the master and its workers)."""
-    import psutil
-
     count = 0
     for member in process_tree(process):
         try:
@@ -611,8 +607,8 @@ def run_checks(root, static=False, report=print):
             results.append(check)
             report(check.line())
 
-    record(check_package_manager(root, files))
-    record(check_other_languages(root, files))
+    record(check_package_manager(files))
+    record(check_other_languages(files))
     record(check_requirements(root))
     record(check_python_version(root))
     record(check_no_environment_committed(files))
