@@ -492,12 +492,16 @@ def process_tree(process):
 
 
 def memory_mb(process):
-    """Return the memory the server's processes use together: PSS where the OS reports it, else RSS."""
+    """Return the memory the server's processes use together, shared memory counted once.
+
+    Linux reports PSS (shared pages split between the processes sharing them); macOS only USS
+    (each process's own pages), which leaves out the libraries' shared code: a little low.
+    """
     total = 0
     for member in process_tree(process):
         try:
             info = member.memory_full_info()
-            total += getattr(info, "pss", info.rss)
+            total += info.pss if hasattr(info, "pss") else getattr(info, "uss", info.rss)
         except psutil.Error:
             continue
     return total / 2**20
