@@ -31,7 +31,13 @@ serve: $(STAMP)
 	@echo "final_app: http://127.0.0.1:$(PORT)  (Ctrl+C to stop)"
 	GUNICORN_DEV=1 PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.app:app
 
-test: $(STAMP)
+# axe-core, which the browser tests inject to check accessibility, comes from npm.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: the accessibility tests will be skipped (install Node.js to run them)"; exit 0; }; \
+	npm ci --prefix tests/browser --no-audit --no-fund && touch $(AXE)
+
+test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest
 
 jupyter: $(STAMP)
