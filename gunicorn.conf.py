@@ -40,8 +40,12 @@ workers = 1 if DEVELOPMENT else int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 # ---- Concurrency inside each worker: the one place to change it -----------------------------
 # "gthread" gives every worker a pool of threads, so a slow client (a phone on a bad network)
-# ties up one thread, not a whole process. numpy and scikit-learn release the GIL for much of
-# their work. To compare settings, change these two lines and rerun the benchmark.
+# ties up one thread, not a whole process, and the router's connections stay open between
+# requests. Chosen with `make bench` on 2 cores (bench/RESULTS.md): "sync", and "gthread" with
+# 1, 2 or 4 threads, cost the same CPU per request within the noise (about 0.55 ms for one row,
+# 3.4 ms for 1000 rows), but with 1 thread a worker served 20-30 % fewer one-row requests:
+# it sits idle while its only thread waits on the network. 4 threads keep that overlap.
+# To compare settings: make bench BENCH_ARGS='--gunicorn-args="--threads 2"'
 worker_class = "gthread"
 threads = 4
 # ----------------------------------------------------------------------------------------------
