@@ -377,11 +377,29 @@ def summarize(report):
         "boot_seconds": report["boot"][final],
         "pss_workers_mb": report["pss"][final]["workers_mb"],
     }
-    verdicts = {
-        name: (value >= TARGETS[name][1]) if TARGETS[name][2] else (value <= TARGETS[name][1])
-        for name, value in measured.items()
+    # What the same ratios would be if each server were limited by CPU alone, as on a quiet
+    # machine: rows per CPU-second, from the median CPU time per request.
+    limit_cpu_ms = BATCH_ROWS * 1000 / report["limit_rows_per_s"]
+    by_cpu = {
+        "single_ratio": medians[(reference, "single")]["cpu_ms"] / medians[(final, "single")]["cpu_ms"],
+        "batch_ratio": medians[(reference, "batch")]["cpu_ms"] / medians[(final, "batch")]["cpu_ms"],
+        "batch_of_limit": limit_cpu_ms / medians[(final, "batch")]["cpu_ms"],
     }
-    return {"medians": medians, "measured": measured, "verdicts": verdicts}
+    return {"medians": medians, "measured": measured, "verdicts": verdicts_for(measured),
+            "by_cpu": by_cpu, "cpu_verdicts": verdicts_for(by_cpu)}
+
+
+def verdicts_for(values):
+    """True for each value that meets its target."""
+    return {name: (value >= TARGETS[name][1]) if TARGETS[name][2] else (value <= TARGETS[name][1])
+            for name, value in values.items()}
+
+
+def shown(name, value):
+    """A measured value as the targets table shows it."""
+    if name == "batch_of_limit":
+        return f"{value:.0%}"
+    return f"{value:.0f}" if name == "pss_workers_mb" else f"{value:.2f}"
 
 
 def render(args, report, summary):
@@ -461,17 +479,25 @@ def render(args, report, summary):
         "",
         "## Targets",
         "",
-        "| target | wanted | measured | met? |",
-        "|---|---:|---:|---|",
+        "The throughput ratios are the targets as defined. The column after them asks the same",
+        "question of the CPU time per request: the ratio each would have if both servers were",
+        "limited by CPU alone, as on a machine doing nothing else. When the two verdicts differ,",
+        "the machine was too busy for the throughput ratio to be trusted on its own.",
+        "",
+        "| target | wanted | measured | met? | from CPU per request | met? |",
+        "|---|---:|---:|---|---:|---|",
     ]
+    by_cpu, cpu_verdicts = summary["by_cpu"], summary["cpu_verdicts"]
     for name, (meaning, threshold, higher) in TARGETS.items():
         sign = ">=" if higher else "<="
-        value = measured[name]
-        shown = {"batch_of_limit": f"{value:.0%}", "pss_workers_mb": f"{value:.0f}"}.get(
-            name, f"{value:.2f}")
         wanted = f"{threshold:.0%}" if name == "batch_of_limit" else f"{threshold:g}"
-        lines.append(f"| {meaning} | {sign} {wanted} | {shown} | "
-                     f"{'met' if verdicts[name] else 'NOT met'} |")
+        row = f"| {meaning} | {sign} {wanted} | {shown(name, measured[name])} | " \
+              f"{'met' if verdicts[name] else 'NOT met'} |"
+        if name in by_cpu:
+            row += f" {shown(name, by_cpu[name])} | {'met' if cpu_verdicts[name] else 'NOT met'} |"
+        else:
+            row += " | |"
+        lines.append(row)
     lines += ["", "## Every round", "", "| what | rows/s in each round |", "|---|---|"]
     for key, runs in report["results"].items():
         name = "in-process limit" if key == "limit" else f"{key[1]}: {key[0]}"
