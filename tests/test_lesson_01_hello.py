@@ -1,5 +1,4 @@
 """Lesson 01: the smallest Flask app answers "Hello world" at / and nothing else."""
-import importlib.util
 import pathlib
 import sys
 
@@ -7,24 +6,16 @@ import pytest
 import requests
 
 from lesson_helpers import running
+from lesson_modules import import_lesson_file
 
 LESSON = pathlib.Path(__file__).resolve().parent.parent / "lessons" / "01_hello"
 FLASK_COMMAND = str(pathlib.Path(sys.executable).with_name("flask"))
 
 
-def load_lesson_module():
-    """Import lessons/01_hello/app.py under a name no other lesson uses."""
-    spec = importlib.util.spec_from_file_location("lesson_01_hello_app", LESSON / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def client():
     """A test client for the lesson's app: no server, no port."""
-    return load_lesson_module().app.test_client()
+    return import_lesson_file("01_hello").app.test_client()
 
 
 def test_root_says_hello_world(client):

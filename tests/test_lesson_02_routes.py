@@ -1,5 +1,4 @@
 """Lesson 02: each route is a URL path; other paths give 404, other methods 405."""
-import importlib.util
 import pathlib
 import sys
 
@@ -7,24 +6,16 @@ import pytest
 import requests
 
 from lesson_helpers import running
+from lesson_modules import import_lesson_file
 
 LESSON = pathlib.Path(__file__).resolve().parent.parent / "lessons" / "02_routes"
 FLASK_COMMAND = str(pathlib.Path(sys.executable).with_name("flask"))
 
 
-def load_lesson_module():
-    """Import lessons/02_routes/app.py under a name no other lesson uses."""
-    spec = importlib.util.spec_from_file_location("lesson_02_routes_app", LESSON / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def client():
     """A test client for the lesson's app: no server, no port."""
-    return load_lesson_module().app.test_client()
+    return import_lesson_file("02_routes").app.test_client()
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,4 @@
 """Lesson 03: debug mode is off unless asked for; when on, the reloader and debugger work."""
-import importlib.util
 import pathlib
 import shutil
 import sys
@@ -9,19 +8,11 @@ import pytest
 import requests
 
 from lesson_helpers import running
+from lesson_modules import import_lesson_file
 
 LESSON = pathlib.Path(__file__).resolve().parent.parent / "lessons" / "03_debug"
 FLASK_COMMAND = str(pathlib.Path(sys.executable).with_name("flask"))
 DEBUGGER_TITLE = "ZeroDivisionError: division by zero\n // Werkzeug Debugger"
-
-
-def load_lesson_module():
-    """Import lessons/03_debug/app.py under a name no other lesson uses."""
-    spec = importlib.util.spec_from_file_location("lesson_03_debug_app", LESSON / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -33,11 +24,11 @@ def no_flask_debug(monkeypatch):
 @pytest.fixture
 def client(no_flask_debug):
     """A test client for the lesson's app, imported with FLASK_DEBUG unset."""
-    return load_lesson_module().app.test_client()
+    return import_lesson_file("03_debug").app.test_client()
 
 
 def test_debug_is_off_when_imported(no_flask_debug):
-    assert load_lesson_module().app.debug is False
+    assert import_lesson_file("03_debug").app.debug is False
 
 
 def test_the_routes_answer(client):

@@ -1,6 +1,5 @@
 """Lesson 04: the saved model, its metadata, the checks before loading, and app.py's /predict."""
 import hashlib
-import importlib.util
 import json
 import shutil
 import sys
@@ -17,6 +16,7 @@ from sklearn.datasets import load_iris
 from sklearn.exceptions import InconsistentVersionWarning
 
 from lesson_helpers import running
+from lesson_modules import import_lesson_file
 
 LESSON = Path(__file__).resolve().parent.parent / "lessons" / "04_model"
 MODEL_FILE = LESSON / "model.joblib"
@@ -26,18 +26,10 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 ONE_OF_EACH = [[5.1, 3.5, 1.4, 0.2], [5.9, 3.0, 4.2, 1.5], [6.3, 3.3, 6.0, 2.5]]
 
 
-def import_lesson_file(name):
-    """Import lessons/04_model/<name>.py afresh, under a name no other lesson uses."""
-    spec = importlib.util.spec_from_file_location(f"lesson04_{name}", LESSON / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def lesson_app():
     """The lesson's app module, imported once: it loads the model as it is imported."""
-    return import_lesson_file("app")
+    return import_lesson_file("04_model", "app")
 
 
 @pytest.fixture()
@@ -90,7 +82,7 @@ def test_metadata_describes_the_saved_model():
 
 
 def test_training_again_gives_the_same_bytes_and_the_same_predictions(tmp_path, saved_model):
-    train = import_lesson_file("train")
+    train = import_lesson_file("04_model", "train")
     first_folder, second_folder = tmp_path / "first", tmp_path / "second"
     first_folder.mkdir()
     second_folder.mkdir()
@@ -150,7 +142,7 @@ def test_the_model_is_loaded_once_not_per_request(monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(joblib, "load", counting_load)
-    fresh_app = import_lesson_file("app")
+    fresh_app = import_lesson_file("04_model", "app")
     client = fresh_app.app.test_client()
     for row in ONE_OF_EACH * 3:
         assert post_rows(client, [row]).status_code == 200
