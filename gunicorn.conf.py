@@ -45,6 +45,10 @@ workers = 1 if DEVELOPMENT else int(os.environ.get("WEB_CONCURRENCY", "2"))
 # 1, 2 or 4 threads, cost the same CPU per request within the noise (about 0.55 ms for one row,
 # 3.4 ms for 1000 rows), but with 1 thread a worker served 20-30 % fewer one-row requests:
 # it sits idle while its only thread waits on the network. 4 threads keep that overlap.
+# One cost was seen: a gthread worker keeps the connections it accepts, and in 2 of 5 rounds
+# one worker held all 8 of the benchmark's connections while the other idled, halving the
+# 1000-row throughput. "sync" takes one request at a time and never did that, but a single
+# slow client then blocks a whole worker, so gthread stays.
 # To compare settings: make bench BENCH_ARGS='--gunicorn-args="--threads 2"'
 worker_class = "gthread"
 threads = 4
