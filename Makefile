@@ -37,8 +37,11 @@ $(AXE): tests/browser/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "npm not found: the accessibility tests will be skipped (install Node.js to run them)"; exit 0; }; \
 	npm ci --prefix tests/browser --no-audit --no-fund && touch $(AXE)
 
+# Two processes share the work (each file stays on one, so a notebook's cells run in order);
+# the few tests that need a single process run after them.
 test: $(STAMP) $(AXE)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -p no:xdist -m serial
 
 jupyter: $(STAMP)
 	$(BIN)/jupyter lab lessons/

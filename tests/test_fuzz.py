@@ -8,6 +8,7 @@ import string
 
 import jsonschema
 import numpy as np
+import pytest
 import referencing
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -171,6 +172,9 @@ CONFIG = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"negative_
 schema = schemathesis.openapi.from_wsgi("/openapi.json", APP, config=CONFIG)
 
 
+# schemathesis makes one test per API operation while collecting; under pytest-xdist only some of
+# them run, so `make test` runs the tests marked serial in a second, single-process pass.
+@pytest.mark.serial
 @schema.parametrize()
 @fuzz_settings(60)
 def test_api_conforms_to_its_openapi_document(case):
