@@ -360,8 +360,9 @@ def check_debug_off(root, probe, settings, gunicorn_args):
     if not problems:
         return [passed("debug is off")]
     return [failed("debug is on: " + "; ".join(problems),
-                   "never run with debug in production: its debugger runs any code a visitor "
-                   "types; remove these settings")]
+                   "never run with debug in production: under `flask run` or `app.run()` it serves "
+                   "the debugger, which shows your source and can run any code; under gunicorn it "
+                   "changes how errors are handled; remove these settings")]
 
 
 def model_metadata_files(root, files, app_uri):
