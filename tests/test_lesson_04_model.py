@@ -183,7 +183,8 @@ def test_integers_are_numbers_too(lesson_client, saved_model):
     assert response.get_json()["predictions"][0]["label"] == saved_model.predict([[6, 3, 5, 2]])[0]
 
 
-NOT_AN_OBJECT = 'send a JSON object like {"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+NOT_AN_OBJECT = ('send a JSON object like {"instances": [[5.1, 3.5, 1.4, 0.2]]} '
+                 "with the header Content-Type: application/json")
 NOT_A_LIST = '"instances" must be a list with at least one row'
 BAD_ROW_0 = "row 0: expected a list of 4 numbers in this order: " + ", ".join(FEATURES)
 BAD_ROW_1 = BAD_ROW_0.replace("row 0", "row 1")

@@ -3,6 +3,7 @@
 train.py writes model.joblib and model.json into this folder; run it first if they are missing.
 """
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -27,9 +28,10 @@ def load_metadata(metadata_file=METADATA_FILE):
 
 
 def load_model(model_file=MODEL_FILE, metadata_file=METADATA_FILE):
-    """Check the model file's sha256 against its metadata, and only then load it."""
+    """Check the model file's sha256 against its metadata, and only then load those same bytes."""
     expected = load_metadata(metadata_file)["sha256"]
-    found = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()
+    data = Path(model_file).read_bytes()
+    found = hashlib.sha256(data).hexdigest()
     if found != expected:
         raise ModelFileError(
             f"{Path(model_file).name} has sha256 {found} but {Path(metadata_file).name} "
@@ -38,7 +40,7 @@ def load_model(model_file=MODEL_FILE, metadata_file=METADATA_FILE):
     with warnings.catch_warnings():
         # A model saved by another scikit-learn version may mispredict: refuse it.
         warnings.simplefilter("error", InconsistentVersionWarning)
-        return joblib.load(model_file)
+        return joblib.load(io.BytesIO(data))  # the bytes just checked, not the file read again
 
 
 app = Flask(__name__)
@@ -58,7 +60,8 @@ def is_number(value):
 def read_instances(body):
     """Return the rows of a request body, or stop with 400 and a message saying what is wrong."""
     if not isinstance(body, dict) or "instances" not in body:
-        abort(400, 'send a JSON object like {"instances": [[5.1, 3.5, 1.4, 0.2]]}')
+        abort(400, 'send a JSON object like {"instances": [[5.1, 3.5, 1.4, 0.2]]} '
+                   "with the header Content-Type: application/json")
     rows = body["instances"]
     if not isinstance(rows, list) or len(rows) == 0:
         abort(400, '"instances" must be a list with at least one row')
