@@ -55,9 +55,12 @@ train: $(STAMP)
 images: $(STAMP)
 	$(BIN)/python images/make_images.py $(OUT)
 
+# gunicorn listens on every interface, as on a dyno; GUNICORN_CMD_ARGS (which wins over
+# gunicorn.conf.py) keeps the rehearsal on 127.0.0.1, so only this machine can reach it.
+rehearse: REHEARSE_PORT = $(shell sed -n 's/^PORT=//p' .env)
 rehearse: $(STAMP)
-	@echo "Procfile under honcho: http://127.0.0.1:$$(sed -n 's/^PORT=//p' .env)  (Ctrl+C to stop)"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
+	@echo "Procfile under honcho: http://127.0.0.1:$(REHEARSE_PORT)  (Ctrl+C to stop)"
+	GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(REHEARSE_PORT)" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
 
 preflight: $(STAMP)
 	$(BIN)/python -m tools.preflight .

@@ -7,6 +7,7 @@ The notebooks and the tests both use this, so what a notebook shows is what the 
 """
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -52,16 +53,31 @@ def stop(process, timeout=10.0):
     return process.returncode
 
 
+def loopback_gunicorn_args(port, existing=""):
+    """Return GUNICORN_CMD_ARGS that make gunicorn listen on 127.0.0.1:port, keeping existing options.
+
+    gunicorn gives these options priority over its config file, and options on its command line
+    priority over these. An address already in existing is kept: two would both be listened on.
+    """
+    options = shlex.split(existing or "")
+    if any(option in ("-b", "--bind") or option.startswith(("-b", "--bind=")) for option in options):
+        return existing
+    return f"--bind 127.0.0.1:{port} {existing or ''}".strip()
+
+
 @contextlib.contextmanager
 def running(command, cwd=None, env=None, ready_path="/", port=None, timeout=30.0):
     """Run command (a list; "{port}" in it is replaced) and yield (base_url, process).
 
-    The server gets PORT in its environment too. Output is captured and printed if
-    it fails to start, so a broken server explains itself in the test report.
+    The server gets PORT in its environment too, and gunicorn is told to listen on
+    127.0.0.1 only. Output is captured and printed if it fails to start, so a broken
+    server explains itself in the test report.
     """
     port = port or free_port()
     full_env = dict(os.environ, PORT=str(port), PYTHONUNBUFFERED="1")
     full_env.update(env or {})
+    # Like a dyno, gunicorn listens on $PORT; unlike a dyno, only this machine can reach it.
+    full_env["GUNICORN_CMD_ARGS"] = loopback_gunicorn_args(port, full_env.get("GUNICORN_CMD_ARGS", ""))
     argv = [part.replace("{port}", str(port)) for part in command]
     process = subprocess.Popen(
         argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -2,8 +2,8 @@
 
 gunicorn imports a "module:variable": here `app:app`, the variable `app` in this file.
 
-    gunicorn --config ../../gunicorn.conf.py app:app   # the way Heroku runs it (PORT=8000 first)
-    python app.py                                      # Flask's development server, to compare
+    PORT=8000 gunicorn --config ../../gunicorn.conf.py app:app   # gunicorn with Heroku's settings, from this folder
+    python app.py                                                # Flask's development server, to compare
 """
 import os
 import pathlib
