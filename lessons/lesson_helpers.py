@@ -2,8 +2,10 @@
 
 The notebooks and the tests both use this, so what a notebook shows is what the tests check:
 
-    with running([sys.executable, "app.py", "--port", "{port}"]) as (base_url, process):
+    with running([sys.executable, "app.py"]) as (base_url, process):  # app.py reads $PORT
         print(requests.get(base_url + "/").text)
+
+It needs Linux or macOS (on Windows, use WSL), like gunicorn itself.
 """
 import contextlib
 import os
@@ -11,9 +13,55 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+
+
+class ServerOutput:
+    """A server's output, collected by a thread as it comes, and read like the pipe it replaces.
+
+    A pipe that nobody reads fills up (64 KiB) and then blocks the server at its next log line,
+    so a long-running server must have its output read all the time.
+    """
+
+    def __init__(self, pipe):
+        self._lines = []
+        self._finished = False
+        self._position = 0
+        self._changed = threading.Condition()
+        threading.Thread(target=self._collect, args=(pipe,), daemon=True).start()
+
+    def _collect(self, pipe):
+        """Append each line of the pipe as it arrives; note when the server closes it."""
+        for line in pipe:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        pipe.close()
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+    def readline(self):
+        """Return the next line, waiting for it; "" once the server has closed its output."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._position < len(self._lines) or self._finished)
+            if self._position == len(self._lines):
+                return ""
+            self._position += 1
+            return self._lines[self._position - 1]
+
+    def __iter__(self):
+        return iter(self.readline, "")
+
+    def read(self):
+        """Return everything not read yet, waiting until the server has closed its output."""
+        return "".join(self)
+
+    def close(self):
+        """Nothing to release: the collecting thread closes the pipe itself."""
 
 
 def free_port():
@@ -41,6 +89,9 @@ def wait_for_http(url, process=None, timeout=30.0):
 
 def stop(process, timeout=10.0):
     """Send SIGTERM to the process group, then SIGKILL if it is still there after timeout."""
+    if os.name == "nt" and process.poll() is None:  # Windows has no process groups: end the tree
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+        process.wait()
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
@@ -83,6 +134,7 @@ def running(command, cwd=None, env=None, ready_path="/", port=None, timeout=30.0
         argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, start_new_session=True,
     )
+    process.stdout = ServerOutput(process.stdout)  # read as before: .read(), or line by line
     base_url = f"http://127.0.0.1:{port}"
     try:
         try:
