@@ -1,8 +1,15 @@
 """Check a /predict request body and turn it into rows of numbers, or say exactly what is wrong.
 
-Only plain Python here: the happy path is one loop over the rows with cheap type and range checks.
+InstanceValidator.rows() is the rule book: one loop over the rows with a type and range check
+per value, and a message naming the row and field of the first problem. matrix() gives the same
+verdicts for a batch over twice as fast, by checking whole columns at once with numpy, and
+falls back to rows() whenever it finds anything unusual, so every message comes from one place.
 """
+import itertools
 import json
+
+import numpy as np
+import orjson
 
 EXAMPLE = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 
@@ -27,7 +34,7 @@ def shown(value):
     """Return a short printable form of a value for an error message."""
     try:
         text = json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: arrays nested ~1000 deep
         text = repr(type(value).__name__)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -41,6 +48,16 @@ def parse_json(body):
     """Parse the raw request body; raise RequestError(400) if it is empty or not valid JSON."""
     if not body:
         raise RequestError(f"the request body is empty: send a JSON object like {EXAMPLE}")
+    try:
+        # orjson reads a 1000-row body about 2.5 times as fast as the json module. It refuses
+        # some bodies that json accepts (UTF-16 text, for one), and its error messages say less,
+        # so anything it refuses is read again by json below, which accepts or refuses it as
+        # before and says precisely what is wrong. Two differences remain, both harmless here:
+        # an integer too big for 64 bits arrives as the nearest float (out of range either
+        # way), and arrays may nest up to 1024 deep, where json stops at about 1000.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body, parse_constant=reject_constant)
     except UnicodeDecodeError:
@@ -60,11 +77,31 @@ class InstanceValidator:
         self.bounds = [(feature["name"], feature["min"], feature["max"], feature.get("unit", ""))
                        for feature in features]
         self.max_rows = max_rows
+        self.low = np.array([feature["min"] for feature in features], dtype=np.float64)
+        self.high = np.array([feature["max"] for feature in features], dtype=np.float64)
 
     def rows(self, payload):
         """Return the instances as lists of numbers in model order; raise RequestError if invalid."""
         instances = self.instances(payload)
         return [self.row(row, index) for index, row in enumerate(instances)]
+
+    def matrix(self, payload):
+        """Return the instances as a float64 array, one row per instance, exactly as rows() would.
+
+        The common case, every row a list of plain numbers within bounds, is checked a column
+        at a time. Anything else (rows given as objects, a wrong type, a value out of range)
+        goes through rows(), which accepts it or raises the error naming the row and field.
+        """
+        instances = self.instances(payload)
+        if (set(map(type, instances)) == {list} and set(map(len, instances)) == {len(self.names)}
+                and set(map(type, itertools.chain.from_iterable(instances))) <= {float, int}):
+            try:
+                X = np.array(instances, dtype=np.float64)
+            except OverflowError:  # an integer too large for a float: rows() says it is out of range
+                X = None
+            if X is not None and (X >= self.low).all() and (X <= self.high).all():
+                return X
+        return np.array(self.rows(payload), dtype=np.float64)
 
     def instances(self, payload):
         """Return payload["instances"] after checking the shape around it."""

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from final_app.app import create_app
-from final_app.validation import InstanceValidator, RequestError
+from final_app.validation import InstanceValidator, RequestError, parse_json, reject_constant
 
 APP = create_app()
 CLIENT = APP.test_client()
@@ -60,6 +60,25 @@ def valid_value(feature):
 
 valid_rows = st.tuples(*[valid_value(feature) for feature in FEATURES]).map(list)
 valid_payloads = st.lists(valid_rows | valid_rows.map(lambda row: dict(zip(NAMES, row))), min_size=1, max_size=20)
+
+# Request bodies: JSON text of any value in the encodings json reads, the same with a few bytes
+# spliced in somewhere, and plain arbitrary bytes.
+json_texts = st.builds(lambda value, ascii_only: json.dumps(value, ensure_ascii=ascii_only),
+                       json_values | near_valid_payloads, st.booleans())
+encoded_json = st.builds(lambda text, encoding: text.encode(encoding), json_texts,
+                         st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"]))
+spliced_json = st.builds(lambda body, at, extra: body[:at] + extra + body[at:], encoded_json,
+                         st.integers(min_value=0, max_value=200), st.binary(min_size=1, max_size=3))
+# Numbers as JSON text, around the edges of 64-bit integers and of doubles, valid or nearly.
+number_texts = (st.integers(min_value=-2 ** 70, max_value=2 ** 70).map(str) | st.floats().map(repr)
+                | st.integers(min_value=2 ** 63 - 2, max_value=2 ** 64 + 2).flatmap(
+                    lambda n: st.sampled_from([str(n), str(-n)]))
+                | st.text(string.digits, min_size=18, max_size=40).map(lambda digits: "-" + digits.lstrip("0"))
+                | st.sampled_from(["1e400", "-1e400", "1e-400", "-1e-400", "-0", "-0.0", "1E5", "9007199254740993",
+                                   "2.2250738585072011e-308", "1" * 30, "00", "1.", ".5", "+1", "-", "1e", "0x10"]))
+bodies_with_numbers = st.builds(lambda a, b: f'{{"instances": [[1, 1, 1, {a}]], "x": [{b}]}}'.encode(),
+                                number_texts, number_texts)
+bodies = encoded_json | spliced_json | bodies_with_numbers | st.binary(max_size=300)
 
 
 def request_schema_validator():
@@ -112,6 +131,85 @@ def test_schema_and_validator_agree(payload):
     except RequestError:
         accepted = False
     assert accepted == REQUEST_SCHEMA.is_valid(payload)
+
+
+def verdict(check, payload):
+    """("refused", message, status) if check(payload) raises RequestError, else ("accepted", shape, bytes)."""
+    try:
+        X = np.array(check(payload), dtype=np.float64)
+    except RequestError as error:
+        return "refused", error.message, error.status
+    return "accepted", X.shape, X.tobytes()
+
+
+@fuzz_settings(200)
+@given(payload=json_values | st.fixed_dictionaries({"instances": json_values}) | near_valid_payloads)
+def test_matrix_and_rows_agree_on_any_payload(payload):
+    validator = InstanceValidator(FEATURES, max_rows=10)
+    assert verdict(validator.matrix, payload) == verdict(validator.rows, payload), payload
+
+
+# Every row a list of 4 values, the shape matrix() checks a column at a time: valid rows, valid
+# rows with one value swapped for a doubtful one, and rows of values near the bounds.
+doubtful_values = (st.booleans() | st.sampled_from([10 ** 400, -10 ** 400, 2 ** 64])  # numpy reads bools as 1.0 and 0.0
+                   | st.sampled_from([None, "1", float("nan"), float("inf"), -1, -1e-9, 5.000000000000001, 16.5])
+                   | near_bound_values | st.integers())
+mostly_valid_rows = st.builds(lambda row, at, value: row[:at] + [value] + row[at + 1:],
+                              valid_rows, st.integers(min_value=0, max_value=3), doubtful_values)
+four_value_rows = st.lists(valid_rows | mostly_valid_rows | st.lists(near_bound_values, min_size=4, max_size=4),
+                           min_size=1, max_size=5)
+
+
+@fuzz_settings(200)
+@given(instances=four_value_rows)
+def test_matrix_and_rows_agree_on_rows_of_four_values(instances):
+    validator = InstanceValidator(FEATURES, max_rows=10)
+    payload = {"instances": instances}
+    assert verdict(validator.matrix, payload) == verdict(validator.rows, payload), payload
+
+
+def parse_with_json_only(body):
+    """The reference: parse_json as it was before orjson, ("value", v) or ("refused", message)."""
+    if not body:
+        return "refused", "the request body is empty"
+    try:
+        return "value", json.loads(body, parse_constant=reject_constant)
+    except UnicodeDecodeError:
+        return "refused", "the request body is not valid UTF-8 text"
+    except RecursionError:
+        return "refused", "the request body is nested too deeply"
+    except ValueError as error:
+        return "refused", f"the request body is not valid JSON: {error}"
+
+
+def typed(value):
+    """value with each number tagged by its type, so 2**64 and float(2**64) do not compare equal."""
+    if type(value) is dict:
+        return {key: typed(item) for key, item in value.items()}, list(value)
+    if type(value) is list:
+        return [typed(item) for item in value]
+    if type(value) is float:
+        return "float", value.hex()  # so -0.0 is not 0.0
+    if type(value) is int and not -2**63 <= value < 2**64:
+        return typed(float(value))  # orjson reads these as the nearest float (see parse_json)
+    return type(value).__name__, value
+
+
+@fuzz_settings(300)
+@given(body=bodies)
+def test_parse_json_agrees_with_the_json_module(body):
+    try:
+        found = "value", typed(parse_json(body))
+    except RequestError as error:
+        assert error.status == 400
+        found = "refused", error.message
+    expected = parse_with_json_only(body)
+    if expected[0] == "value":
+        expected = "value", typed(expected[1])
+    if expected[1] == "the request body is empty":
+        assert found[0] == "refused" and found[1].startswith(expected[1])
+    else:
+        assert found == expected, body
 
 
 # --- the app through the test client ------------------------------------------------------------

@@ -1,15 +1,18 @@
-"""final_app's fast JSON for predictions gives exactly the bytes json.dumps would."""
+"""final_app's /predict answer: JSON whose parsed values are exactly the model's probabilities.
+
+The body is written by orjson, so its text may differ from json.dumps (5e-07 against 5e-7), but
+every number must read back as the very float the model returned: compared with ==, never approx.
+"""
 import json
 
 import numpy as np
+import orjson
 import pytest
 
 from final_app.app import Predictor
 
-
-def compact(value):
-    """The compact JSON json_response writes."""
-    return json.dumps(value, separators=(",", ":"))
+CLASSES = ["setosa", "versicolor", "virginica"]
+AWKWARD_FLOATS = [5e-324, 1e-300, 1 - 1e-16, 0.1 + 0.2, 1e-05, 1e16, 0.0, 1.0]
 
 
 class FixedModel:
@@ -22,10 +25,55 @@ class FixedModel:
         return self.probabilities
 
 
-def test_predict_as_json_matches_json_dumps_for_every_iris_row(trained, iris_rows):
+def use_fixed_model(app, probabilities, classes=CLASSES):
+    """Make the app's predictor answer with FixedModel(probabilities) and these class names."""
+    predictor = app.extensions["final_app.predictor"]
+    # The routes hold this very object: set it up again, without check rows (no fast path).
+    predictor.__init__(FixedModel(probabilities), classes)
+    assert predictor.fast_predict_proba is None
+    return predictor
+
+
+def post_rows(client, count):
+    """POST count valid rows to /predict; return the response."""
+    return client.post("/predict", json={"instances": [[1.0, 1.0, 1.0, 1.0]] * count})
+
+
+def probabilities_in(body):
+    """The probabilities of each prediction in a parsed /predict answer, in the answer's order."""
+    return [list(prediction["probabilities"].values()) for prediction in body["predictions"]]
+
+
+def all_floats(rows):
+    """True if every value is a Python float (an integer like 1 would be == 1.0 but is not the same)."""
+    return all(type(value) is float for row in rows for value in row)
+
+
+def test_every_iris_row_answers_exactly_predict_proba(client, trained, iris_rows):
     model, metadata = trained
-    predictor = Predictor(model, metadata["classes"])
-    assert predictor.predict(iris_rows, as_json=True) == compact(predictor.predict(iris_rows))
+    response = client.post("/predict", json={"instances": iris_rows})
+    assert response.status_code == 200
+    body = json.loads(response.get_data())
+    expected = model.predict_proba(np.array(iris_rows, dtype=np.float64))
+    assert body["model_version"] == metadata["model_version"]
+    assert probabilities_in(body) == expected.tolist()
+    assert all_floats(probabilities_in(body))
+    assert [prediction["label"] for prediction in body["predictions"]] == [
+        metadata["classes"][index] for index in expected.argmax(axis=1)]
+    assert all(list(prediction["probabilities"]) == metadata["classes"] for prediction in body["predictions"])
+
+
+def test_answer_content_type_is_json(client):
+    response = post_rows(client, 1)
+    assert response.status_code == 200
+    assert response.content_type == "application/json"
+
+
+def test_each_awkward_float_survives_orjson_exactly():
+    for value in AWKWARD_FLOATS:
+        text = orjson.dumps(value)
+        assert json.loads(text) == value and type(json.loads(text)) is float, text
+        assert json.loads(text) == json.loads(json.dumps(value))
 
 
 @pytest.mark.parametrize("probabilities", [
@@ -33,27 +81,48 @@ def test_predict_as_json_matches_json_dumps_for_every_iris_row(trained, iris_row
     [[5e-324, 1e-300, 1 - 1e-16]],
     [[0.1 + 0.2, 1 / 3, 2 / 3], [1e-05, 0.99999, 1e16]],
     [[0.25, 0.25, 0.5], [0.5, 0.25, 0.25], [0.25, 0.5, 0.25]],
+    [AWKWARD_FLOATS[:3], AWKWARD_FLOATS[3:6], AWKWARD_FLOATS[5:]],
 ])
-def test_predict_as_json_matches_json_dumps_for_awkward_floats(probabilities):
-    predictor = Predictor(FixedModel(probabilities), ["setosa", "versicolor", "virginica"])
-    rows = [[1.0, 1.0, 1.0, 1.0]] * len(probabilities)
-    assert predictor.predict(rows, as_json=True) == compact(predictor.predict(rows))
-
-
-def test_class_names_that_need_escaping_are_written_as_json_would():
-    classes = ['50% "sure"', "naïve", "back\\slash"]
-    predictor = Predictor(FixedModel([[0.2, 0.3, 0.5]]), classes)
-    text = predictor.predict([[1.0, 1.0, 1.0, 1.0]], as_json=True)
-    assert text == compact(predictor.predict([[1.0, 1.0, 1.0, 1.0]]))
-    assert json.loads(text) == [{"label": "back\\slash",
-                                 "probabilities": {classes[0]: 0.2, classes[1]: 0.3, classes[2]: 0.5}}]
-
-
-def test_predict_answer_is_the_compact_json_of_the_model_output(client, trained, iris_rows):
-    model, metadata = trained
-    response = client.post("/predict", json={"instances": iris_rows})
+def test_awkward_floats_come_back_exactly_through_http(app, client, probabilities):
+    use_fixed_model(app, probabilities)
+    response = post_rows(client, len(probabilities))
     assert response.status_code == 200
-    assert response.content_type == "application/json"
-    expected = {"model_version": metadata["model_version"],
-                "predictions": Predictor(model, metadata["classes"]).predict(iris_rows)}
-    assert response.get_data(as_text=True) == compact(expected)
+    body = json.loads(response.get_data())
+    assert probabilities_in(body) == probabilities
+    assert all_floats(probabilities_in(body))
+    as_json_dumps_would_write = json.loads(json.dumps(
+        {"model_version": body["model_version"], "predictions": Predictor(
+            FixedModel(probabilities), CLASSES).predict(np.ones((len(probabilities), 4)))}))
+    assert body == as_json_dumps_would_write
+
+
+def test_predict_returns_one_dict_per_row_with_the_argmax_label():
+    probabilities = [[0.2, 0.3, 0.5], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
+    predictions = Predictor(FixedModel(probabilities), CLASSES).predict(np.ones((3, 4)))
+    assert predictions == [
+        {"label": "virginica", "probabilities": {"setosa": 0.2, "versicolor": 0.3, "virginica": 0.5}},
+        {"label": "setosa", "probabilities": {"setosa": 0.7, "versicolor": 0.2, "virginica": 0.1}},
+        {"label": "versicolor", "probabilities": {"setosa": 0.1, "versicolor": 0.8, "virginica": 0.1}},
+    ]
+
+
+def test_class_names_that_need_escaping_come_out_right(app, client):
+    classes = ['50% "sure"', "naïve", "back\\slash"]
+    use_fixed_model(app, [[0.2, 0.3, 0.5], [0.5, 0.3, 0.2]], classes)
+    response = post_rows(client, 2)
+    assert response.status_code == 200
+    text = response.get_data().decode("utf-8")  # strict: the body must be valid UTF-8
+    assert json.loads(text)["predictions"] == [
+        {"label": "back\\slash", "probabilities": {classes[0]: 0.2, classes[1]: 0.3, classes[2]: 0.5}},
+        {"label": '50% "sure"', "probabilities": {classes[0]: 0.5, classes[1]: 0.3, classes[2]: 0.2}},
+    ]
+
+
+def test_class_names_that_are_numbers_become_keys_as_json_dumps_writes_them(app, client):
+    # A model trained on numeric labels (0, 1, 2) keeps them as numbers in its metadata.
+    use_fixed_model(app, [[0.2, 0.3, 0.5]], [0, 1, 2.5])
+    response = post_rows(client, 1)
+    assert response.status_code == 200
+    expected = {"label": 2.5, "probabilities": {"0": 0.2, "1": 0.3, "2.5": 0.5}}
+    assert response.get_json()["predictions"] == [expected]
+    assert json.loads(json.dumps([expected])) == response.get_json()["predictions"]

@@ -1,6 +1,7 @@
 """final_app.validation: the request checks on their own, without Flask."""
 import json
 
+import numpy as np
 import pytest
 
 from final_app.validation import InstanceValidator, RequestError, feature_label, parse_form, parse_json
@@ -30,7 +31,7 @@ def test_bounds_are_inclusive(validator):
     assert validator.rows({"instances": [[0, 0.0, 14, 5.0], [16, 9, 0, 0]]}) == [[0, 0.0, 14, 5.0], [16, 9, 0, 0]]
 
 
-@pytest.mark.parametrize("payload, status, message", [
+INVALID_PAYLOADS = [
     ([], 400, "must be a JSON object"),
     ({}, 400, 'missing key "instances"'),
     ({"instances": [[1, 1, 1, 1]], "Instances": []}, 400, 'unexpected key "Instances"'),
@@ -49,7 +50,20 @@ def test_bounds_are_inclusive(validator):
     ({"instances": [{}]}, 400, "missing sepal_length, sepal_width, petal_length, petal_width"),
     ({"instances": [dict(zip(NAMES, [1, 1, 1, 1]), **{"1": 2})]}, 400, 'unexpected "1"'),
     ({"instances": [[1, 1, 1, 10 ** 5000]]}, 400, "petal_width must be between 0 and 5 cm"),
-])
+    ({"instances": [[1, 1, 1, 10 ** 400]]}, 400, "petal_width must be between 0 and 5 cm, got 1000"),
+    ({"instances": [[1, 1, 1, 1], [2 ** 64, 1, 1, 1]]}, 400, "instances[1].sepal_length must be between 0 and 16 cm"),
+    ({"instances": [[True, True, True, True]]}, 400, "sepal_length must be a number, got boolean true"),
+    ({"instances": [[1, 1, 1, 1], [1.0, 2.0, 3.0, True]]}, 400,
+     "instances[1].petal_width must be a number, got boolean true"),
+    ({"instances": [[1, 1, 1, 1], [1, 1, 1, None]]}, 400, "instances[1].petal_width must be a number, got null"),
+    ({"instances": [[1, 1, 1, 1], [1, 1, 1]]}, 400, "instances[1] has 3 values"),
+    ({"instances": [[1, 1, 1, 1], [1, 1, 1, 1, 1]]}, 400, "instances[1] has 5 values"),
+    ({"instances": [[16.000000000000004, 1, 1, 1]]}, 400, "sepal_length must be between 0 and 16 cm"),
+    ({"instances": [[1, 1, 1, 1], [1, 1, 1, float("-inf")]]}, 400, "instances[1].petal_width must be between"),
+]
+
+
+@pytest.mark.parametrize("payload, status, message", INVALID_PAYLOADS)
 def test_invalid_payloads(validator, payload, status, message):
     with pytest.raises(RequestError) as error:
         validator.rows(payload)
@@ -62,6 +76,70 @@ def test_first_bad_row_is_named(validator):
     with pytest.raises(RequestError, match=r"instances\[3\]\.sepal_length"):
         validator.rows({"instances": [[1, 1, 1, 1]] * 3 + [[-1, 1, 1, 1]]})
 
+
+# --- matrix(): the same verdicts as rows(), as a float64 array -----------------------------------
+
+@pytest.mark.parametrize("instances", [
+    [[5.1, 3.5, 1.4, 0.2]],
+    [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [4.9, 2.5, 4.5, 1.7]],
+    [[5, 3, 1, 0], [6, 3, 5, 2]],  # integers
+    [[5, 3.5, 1, 0.2], [6.7, 3, 5.2, 2]],  # integers and floats mixed in a row
+    [[0, 0.0, 14, 5.0], [16, 9, 0, 0], [16.0, 9.0, 14.0, 5.0]],  # the exact bounds
+    [[-0.0, 0, 0.0, 5e-324]],
+    [dict(zip(NAMES, [5.1, 3.5, 1.4, 0.2]))],
+    [{"petal_width": 2.3, "petal_length": 5.2, "sepal_width": 3, "sepal_length": 6.7}],  # any key order
+    [[5.1, 3.5, 1.4, 0.2], {"petal_width": 2.3, "petal_length": 5.2, "sepal_width": 3, "sepal_length": 6.7},
+     [1, 2, 3, 4]],
+    [[1, 1, 1, 1]] * 5,  # the row limit
+])
+def test_matrix_equals_rows_as_an_array(validator, instances):
+    payload = {"instances": instances}
+    X = validator.matrix(payload)
+    expected = np.array(validator.rows(payload), dtype=np.float64)
+    assert X.dtype == np.float64 and X.shape == (len(instances), 4)
+    assert X.tobytes() == expected.tobytes()  # bit for bit, so -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("payload, status, message", INVALID_PAYLOADS)
+def test_matrix_refuses_what_rows_refuses_with_the_same_message(validator, payload, status, message):
+    with pytest.raises(RequestError) as from_rows:
+        validator.rows(payload)
+    with pytest.raises(RequestError) as from_matrix:
+        validator.matrix(payload)
+    assert from_matrix.value.message == from_rows.value.message
+    assert from_matrix.value.status == from_rows.value.status == status
+    assert message in from_matrix.value.message
+
+
+def test_matrix_says_a_huge_integer_is_out_of_range(validator):
+    with pytest.raises(RequestError) as error:
+        validator.matrix({"instances": [[1, 1, 1, 1], [1, 10 ** 400, 1, 1]]})  # too large for a float
+    assert error.value.message.startswith("instances[1].sepal_width must be between 0 and 9 cm, got 1000000")
+    assert error.value.status == 400
+
+
+def test_matrix_refuses_booleans_that_numpy_would_take_as_numbers(validator):
+    payload = {"instances": [[1.0, 1.0, 1.0, 1.0], [True, 1.0, 1.0, 1.0]]}
+    assert np.array(payload["instances"], dtype=np.float64)[1, 0] == 1.0  # what numpy alone would do
+    with pytest.raises(RequestError, match=r"^instances\[1\]\.sepal_length must be a number, got boolean true$"):
+        validator.matrix(payload)
+
+
+def test_matrix_names_the_first_bad_row(validator):
+    with pytest.raises(RequestError, match=r"instances\[3\]\.sepal_length"):
+        validator.matrix({"instances": [[1, 1, 1, 1]] * 3 + [[-1, 1, 1, 1]]})
+
+
+def test_a_value_nested_as_deep_as_the_parser_allows_is_explained_not_a_crash(validator):
+    deep = []
+    for _ in range(1000):  # parse_json reads bodies up to 1024 levels deep (orjson's limit)
+        deep = [deep]
+    for check in (validator.rows, validator.matrix):
+        with pytest.raises(RequestError, match=r"instances\[0\]\.petal_width must be a number, got array"):
+            check({"instances": [[1, 1, 1, deep]]})
+
+
+# --- parse_json ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body, message", [
     (b"", "body is empty"),
@@ -82,6 +160,106 @@ def test_parse_json_accepts_utf8_with_and_without_bom():
     payload = {"instances": [[1, 2, 3, 4]], "note": "é"}
     assert parse_json(json.dumps(payload, ensure_ascii=False).encode()) == payload
     assert parse_json(b"\xef\xbb\xbf" + json.dumps(payload).encode()) == payload
+
+
+def same_value(a, b):
+    """True if two parsed JSON values are equal with the same types: 1 is not 1.0, 0.0 is not -0.0."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(same_value(a[key], b[key]) for key in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if type(a) is float:
+        return a.hex() == b.hex() if a == a else b != b
+    return a == b
+
+
+PAYLOAD = {"instances": [[5.1, 3.5, 1.4, 0.2], {"sepal_length": 1}], "note": "é ✓ \U0001f337"}
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps(PAYLOAD).encode(),
+    json.dumps(PAYLOAD, ensure_ascii=False).encode(),
+    b"\xef\xbb\xbf" + json.dumps(PAYLOAD, ensure_ascii=False).encode(),  # UTF-8 with a BOM
+    json.dumps(PAYLOAD, ensure_ascii=False).encode("utf-16"),  # with a BOM
+    json.dumps(PAYLOAD, ensure_ascii=False).encode("utf-16-le"),  # json tells it by the zero bytes
+    json.dumps(PAYLOAD, ensure_ascii=False).encode("utf-16-be"),
+    json.dumps(PAYLOAD, ensure_ascii=False).encode("utf-32"),
+    b"18446744073709551615",  # 2**64 - 1, the largest integer orjson reads as one
+    b"18446744073709551616",  # 2**64: equal to float(2**64) under ==, so compared by type too
+    b"-9223372036854775809",  # -2**63 - 1
+    b"100000000000000000000000000000",
+    b'{"instances": [[1, 1, 1, 123456789012345678901234567890]]}',
+    b'{"a": 1, "b": 2, "a": 3}',  # duplicate keys: the last one wins, in the first one's place
+    b"1e400",
+    b"-1e400",
+    b"1e-400",
+    b"-1e-400",
+    b"-0.0",
+    b"-0",
+    b"0.1",
+    b"2.2250738585072011e-308",
+    b"9007199254740993.0",
+    b' \t\r\n{"instances": []} \n',
+    b'"\\ud800"',  # a lone surrogate escape: json reads it, orjson does not
+    b'"\xed\xa0\x80"',  # the same surrogate encoded: json decodes bytes with "surrogatepass"
+])
+def test_parse_json_gives_what_json_loads_gives(body):
+    assert same_value(parse_json(body), as_orjson_reads(json.loads(body)))
+
+
+def as_orjson_reads(value):
+    """value with each integer past 64 bits turned into the nearest float, as orjson reads it.
+
+    The one documented difference from the json module (see parse_json): such a number is out
+    of every feature's range either way, only an error message shows it as a float.
+    """
+    if type(value) is dict:
+        return {key: as_orjson_reads(item) for key, item in value.items()}
+    if type(value) is list:
+        return [as_orjson_reads(item) for item in value]
+    if type(value) is int and not -2**63 <= value < 2**64:
+        return float(value)
+    return value
+
+
+def test_integers_past_64_bits_arrive_as_floats_and_are_still_refused_with_row_and_field(client):
+    assert parse_json(b"18446744073709551616") == 2**64
+    assert type(parse_json(b"18446744073709551616")) is float
+    response = client.post("/predict", data=b'{"instances": [[1, 1, 1, 18446744073709551616]]}',
+                           content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == (
+        "instances[0].petal_width must be between 0 and 5 cm, got 1.8446744073709552e+19")
+
+
+def test_deep_nesting_is_read_to_1024_levels_and_refused_with_a_message_past_that(client):
+    for depth in (990, 1010, 1020):  # json alone stopped at about 1000 levels; orjson at 1024
+        body = b'{"instances": [[1, 1, 1, ' + b"[" * depth + b"]" * depth + b"]]}"
+        response = client.post("/predict", data=body, content_type="application/json")
+        assert response.status_code == 400, depth
+        assert "instances[0].petal_width must be a number, got array" in response.get_json()["error"]["message"]
+    with pytest.raises(RequestError) as error:
+        parse_json(b"[" * 1100 + b"]" * 1100)
+    assert error.value.message == "the request body is nested too deeply"
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"NaN", "the request body is not valid JSON: NaN is not a JSON number: send finite numbers only"),
+    (b"-Infinity", "the request body is not valid JSON: -Infinity is not a JSON number: send finite numbers only"),
+    (b'{"instances": [[1, 1, 1, Infinity]]}',
+     "the request body is not valid JSON: Infinity is not a JSON number: send finite numbers only"),
+    (b"\xc3\x28", "the request body is not valid UTF-8 text"),
+    (b'{"instances": "\xff"}', "the request body is not valid UTF-8 text"),
+    (b'{"instances": [[1, 1, 1, 1]]', "the request body is not valid JSON: Expecting ',' delimiter: "
+                                      "line 1 column 29 (char 28)"),
+])
+def test_parse_json_refusal_messages_are_unchanged(body, message):
+    with pytest.raises(RequestError) as error:
+        parse_json(body)
+    assert error.value.message == message
+    assert error.value.status == 400
 
 
 def test_feature_label():

@@ -34,7 +34,7 @@ def describe(probabilities):
 
 def read_rows():
     """Return the request's rows as a float array, after final_app's full validation."""
-    return np.array(validator.rows(parse_json(request.get_data())), dtype=np.float64)
+    return validator.matrix(parse_json(request.get_data()))
 
 
 @app.post("/predict")
