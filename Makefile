@@ -60,7 +60,8 @@ images: $(STAMP)
 rehearse: REHEARSE_PORT = $(shell sed -n 's/^PORT=//p' .env)
 rehearse: $(STAMP)
 	@echo "Procfile under honcho: http://127.0.0.1:$(REHEARSE_PORT)  (Ctrl+C to stop)"
-	GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(REHEARSE_PORT)" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
+	@# Loopback only; and a line per request from gunicorn, since no Heroku router is here to log it.
+	GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(REHEARSE_PORT) --access-logfile -" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
 
 preflight: $(STAMP)
 	$(BIN)/python -m tools.preflight .

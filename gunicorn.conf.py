@@ -6,6 +6,7 @@ It is plain Python: every top-level name below is one gunicorn setting.
 Production (the default):   gunicorn --config gunicorn.conf.py final_app.app:app
 Development (make serve):   GUNICORN_DEV=1 gunicorn --config gunicorn.conf.py final_app.app:app
 """
+import gc
 import os
 import socket
 
@@ -41,14 +42,17 @@ workers = 1 if DEVELOPMENT else int(os.environ.get("WEB_CONCURRENCY", "2"))
 # ---- Concurrency inside each worker: the one place to change it -----------------------------
 # "gthread" gives every worker a pool of threads, so a slow client (a phone on a bad network)
 # ties up one thread, not a whole process, and the router's connections stay open between
-# requests. Chosen with `make bench` on 2 cores (bench/RESULTS.md): "sync", and "gthread" with
-# 1, 2 or 4 threads, cost the same CPU per request within the noise (about 0.55 ms for one row,
-# 3.4 ms for 1000 rows), but with 1 thread a worker served 20-30 % fewer one-row requests:
-# it sits idle while its only thread waits on the network. 4 threads keep that overlap.
-# One cost was seen: a gthread worker keeps the connections it accepts, and in 2 of 5 rounds
-# one worker held all 8 of the benchmark's connections while the other idled, halving the
-# 1000-row throughput. "sync" takes one request at a time and never did that, but a single
-# slow client then blocks a whole worker, so gthread stays.
+# requests. Chosen with `make bench` on 2 cores (bench/RESULTS.md), 3 rounds per setting:
+# "sync", and "gthread" with 1, 2, 4 or 8 threads, cost about the same CPU per request (0.27 ms
+# for one row, 1.2-1.3 ms for 1000 rows; 1 thread 0.3 ms for one row), but served different
+# numbers of requests. Medians, one row / 1000 rows per second: gthread 4 threads 6,348 / 1,264;
+# 2 threads 5,997 / 822; 8 threads 3,683 / 1,005; 1 thread 5,263 / 840; sync 5,006 / 1,036.
+# With 1 thread a worker sits idle while its thread waits on the network; 4 threads served
+# the most of both kinds of request, and 8 did no better (the machine is noisy: re-measure).
+# One cost was seen: a gthread worker keeps the connections it accepts, and in some rounds one
+# worker held all 8 of the benchmark's connections while the other idled, which cut that
+# round's throughput by up to half. "sync" takes one request at a time, but a single slow
+# client then blocks a whole worker, so gthread stays, and the benchmark quotes medians.
 # To compare settings: make bench BENCH_ARGS='--gunicorn-args="--threads 2"'
 worker_class = "gthread"
 threads = 4
@@ -77,9 +81,14 @@ graceful_timeout = 20
 # never sends a request down a connection we are closing at that moment.
 keepalive = 100
 
-# One line per request to stdout ("-"), where Heroku (and honcho) collect logs.
+# A line per request. On Heroku, the router already logs every request: method, path, status,
+# time taken, bytes and request id (`heroku logs` shows them as heroku[router]). gunicorn's own
+# line would say it all again, and writing it took 15 % of the server's CPU time for a one-row
+# prediction (make bench). So production leaves it to the router; development (make serve)
+# prints it to stdout ("-"), so you see each request you make. Elsewhere, or to get it anyway:
+#     heroku config:set GUNICORN_CMD_ARGS="--access-logfile -"
 # The request id is set by Heroku's router: search for it in `heroku logs` to follow a request.
-accesslog = "-"
+accesslog = "-" if DEVELOPMENT else None
 access_log_format = (
     'method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s '
     'request_id=%({x-request-id}i)s'
@@ -93,3 +102,16 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn can open a management socket in your home folder; a dyno does not need it, and two
 # servers on one machine (tests, a rehearsal) would fight over the same file.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Once a worker has the app loaded, hide everything loaded so far from the garbage collector.
+
+    A 1000-row request creates thousands of small lists and dicts, so Python's cyclic garbage
+    collector runs often, and its full passes walked the ~110,000 objects of Flask, scikit-learn
+    and the model, which never become garbage: that doubled the CPU time of a 1000-row request
+    (make bench). gc.freeze() moves them out of its sight for good, as Python's documentation
+    suggests for servers that fork workers; it also stops those passes from writing to memory
+    the workers share with the master. Objects created later are collected as usual.
+    """
+    gc.freeze()

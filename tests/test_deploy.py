@@ -100,7 +100,7 @@ def test_procfile_web_process_under_honcho_serves_predictions(tmp_path):
         response = requests.post(base_url + "/predict", json={"instances": ROWS}, timeout=10)
         assert_predictions_match_the_model(response, ROWS)
         assert response.json()["model_version"] == health.json()["model_version"]
-        wait_for(lambda: any('path="/predict" status=200' in line for line in output), 10, "the access log line")
+        wait_for(lambda: any("final_app: ready: model" in line for line in output), 10, "the app's ready line")
     assert any(line.startswith(tuple("0123456789")) and "web.1" in line for line in output)
 
 

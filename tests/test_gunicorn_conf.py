@@ -1,4 +1,6 @@
 """gunicorn.conf.py, read by gunicorn itself: production settings within Heroku's limits, and development mode."""
+import os
+import subprocess
 import sys
 
 import pytest
@@ -52,11 +54,36 @@ def test_timeouts_fit_inside_herokus_limits(monkeypatch):
 
 def test_logs_go_to_the_standard_streams(monkeypatch):
     settings = gunicorn_settings(monkeypatch, PORT="43210")
-    assert settings.accesslog == "-"
     assert settings.errorlog == "-"
     assert "request_id=%({x-request-id}i)s" in settings.access_log_format
     assert settings.loglevel == "info"
     assert gunicorn_settings(monkeypatch, PORT="43210", LOG_LEVEL="WARNING").loglevel == "warning"
+
+
+def test_access_log_is_left_to_herokus_router_in_production_and_shown_in_development(monkeypatch):
+    assert gunicorn_settings(monkeypatch, PORT="43210").accesslog is None
+    assert gunicorn_settings(monkeypatch, PORT="8000", GUNICORN_DEV="1").accesslog == "-"
+    # The way the config file's comment gives to turn it on in production.
+    turned_on = gunicorn_settings(monkeypatch, PORT="43210", GUNICORN_CMD_ARGS="--access-logfile -")
+    assert turned_on.accesslog == "-"
+
+
+def test_each_worker_freezes_what_is_loaded_before_serving():
+    # In a separate Python: freezing is for good, and this test process should stay as it was.
+    script = (
+        "import gc, runpy\n"
+        "hooks = runpy.run_path('gunicorn.conf.py')\n"
+        "import final_app.app\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "hooks['post_worker_init'](None)\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "GUNICORN_DEV"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # Everything the app loaded (Flask, scikit-learn, the model): far more than a bare Python has.
+    assert int(result.stdout.split()[-1]) > 50_000
 
 
 def test_no_control_socket_is_left_in_the_home_folder(monkeypatch):
