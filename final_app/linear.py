@@ -16,6 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from final_app.validation import feature_bounds
+
 
 def is_scaled_logistic_regression(model):
     """True for Pipeline([StandardScaler (centring and scaling), LogisticRegression over 3+ classes])."""
@@ -47,8 +49,7 @@ def scaled_logistic_regression(model):
 
 def rows_within_bounds(features, count=64, seed=0):
     """Return count rows spread over each feature's allowed range, plus its two corners (float64)."""
-    low = np.array([feature["min"] for feature in features], dtype=np.float64)
-    high = np.array([feature["max"] for feature in features], dtype=np.float64)
+    low, high = feature_bounds(features)
     spread = np.random.default_rng(seed).uniform(low, high, size=(count, len(features)))
     return np.vstack([low, high, spread])
 

@@ -77,12 +77,14 @@ class InstanceValidator:
         self.bounds = [(feature["name"], feature["min"], feature["max"], feature.get("unit", ""))
                        for feature in features]
         self.max_rows = max_rows
-        self.low = np.array([feature["min"] for feature in features], dtype=np.float64)
-        self.high = np.array([feature["max"] for feature in features], dtype=np.float64)
+        self.low, self.high = feature_bounds(features)
 
     def rows(self, payload):
         """Return the instances as lists of numbers in model order; raise RequestError if invalid."""
-        instances = self.instances(payload)
+        return self.checked_rows(self.instances(payload))
+
+    def checked_rows(self, instances):
+        """Check each instance in turn: its values in model order, or the error naming row and field."""
         return [self.row(row, index) for index, row in enumerate(instances)]
 
     def matrix(self, payload):
@@ -90,18 +92,19 @@ class InstanceValidator:
 
         The common case, every row a list of plain numbers within bounds, is checked a column
         at a time. Anything else (rows given as objects, a wrong type, a value out of range)
-        goes through rows(), which accepts it or raises the error naming the row and field.
+        goes through checked_rows(), which accepts it or raises the error naming the row and field.
         """
         instances = self.instances(payload)
         if (set(map(type, instances)) == {list} and set(map(len, instances)) == {len(self.names)}
                 and set(map(type, itertools.chain.from_iterable(instances))) <= {float, int}):
             try:
                 X = np.array(instances, dtype=np.float64)
-            except OverflowError:  # an integer too large for a float: rows() says it is out of range
-                X = None
-            if X is not None and (X >= self.low).all() and (X <= self.high).all():
-                return X
-        return np.array(self.rows(payload), dtype=np.float64)
+            except OverflowError:  # an integer too large for a float: out of range, said below
+                pass
+            else:
+                if (X >= self.low).all() and (X <= self.high).all():
+                    return X
+        return np.array(self.checked_rows(instances), dtype=np.float64)
 
     def instances(self, payload):
         """Return payload["instances"] after checking the shape around it."""
@@ -160,6 +163,13 @@ class InstanceValidator:
         if type(value) is not float and type(value) is not int:
             return f"instances[{index}].{name} must be a number, got {json_type(value)} {shown(value)}"
         return f"instances[{index}].{name} must be between {low} and {high} {unit}, got {shown(value)}"
+
+
+def feature_bounds(features):
+    """Return (lowest, highest) allowed value of each feature, in model order, as float64 arrays."""
+    low = np.array([feature["min"] for feature in features], dtype=np.float64)
+    high = np.array([feature["max"] for feature in features], dtype=np.float64)
+    return low, high
 
 
 def feature_label(name):
