@@ -2,10 +2,10 @@
 
 This is NOT part of the tutorial's app. `make bench` runs it next to final_app so the
 numbers in bench/RESULTS.md answer "how does the Flask app compare with the usual
-alternative?". It serves the same artifact (final_app/model/iris.joblib, loaded through
+alternative?". It serves the same artifact (final_app/model/model.joblib, loaded through
 final_app's own checked loader), takes the same request, gives the same response, and
 validates just as strictly: 1 to MAX_BATCH_ROWS rows, each 4 finite numbers (a list in
-model order or an object with the 4 names), each within the bounds in iris.json.
+model order or an object with the 4 names), each within the bounds in model.json.
 
 Run from the repository root:  uvicorn bench.reference_app:app --workers 2 --port 8001
 """
@@ -19,10 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from final_app.model import load_model
+from final_app.artifact import load_model
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent.parent / "final_app" / "model"
-METADATA = json.loads((MODEL_DIR / "iris.json").read_text())
+METADATA = json.loads((MODEL_DIR / "model.json").read_text())
 FEATURES = [feature["name"] for feature in METADATA["features"]]
 CLASSES = METADATA["classes"]
 MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "10000"))

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "lessons"))  # lesson_helpers: free_port(), stop()
 sys.path.insert(0, str(ROOT / "lessons" / "07_performance"))  # measure: the lesson's tools
 
 from final_app.linear import fast_predict_proba, rows_within_bounds  # noqa: E402
-from final_app.model import load_model  # noqa: E402
+from final_app.artifact import load_model  # noqa: E402
 from lesson_helpers import free_port, stop  # noqa: E402
 import measure  # noqa: E402
 
@@ -306,7 +306,7 @@ def main(argv=None):
         raise SystemExit(f"{args.reference_python} not found: `make bench` creates bench/.venv")
     tool = choose_load_tool(args.load_tool)
     model = load_model()
-    metadata = json.loads((ROOT / "final_app/model/iris.json").read_text())
+    metadata = json.loads((ROOT / "final_app/model/model.json").read_text())
     rows = sample_rows(BATCH_ROWS)
 
     batch = numpy.array(rows)

@@ -1,4 +1,6 @@
-"""The deployable Flask app: JSON API and HTML form for the iris model (gunicorn final_app.app:app).
+"""The deployable Flask app: JSON API and HTML form for a saved scikit-learn model (gunicorn final_app.app:app).
+
+Everything the app shows and checks comes from the model's metadata (final_app/artifact.py).
 
 Configuration comes from environment variables: MODEL_DIR, MAX_BATCH_ROWS, MAX_BODY_BYTES, LOG_LEVEL.
 """
@@ -14,10 +16,11 @@ import sklearn
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from final_app.linear import fast_predict_proba, rows_within_bounds
-from final_app.model import ModelError, load_model_and_metadata
+from final_app.artifact import ModelError, load_model_and_metadata
+from final_app.linear import fast_predict, rows_within_bounds
 from final_app.openapi import build_openapi
-from final_app.validation import InstanceValidator, RequestError, feature_label, parse_form, parse_json
+from final_app.validation import (InstanceValidator, RequestError, feature_label, form_choices, model_input,
+                                  parse_form, parse_json)
 
 LOG = logging.getLogger("final_app")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the platform's log router adds the time
@@ -77,32 +80,48 @@ def configure_logging(level):
 
 
 class Predictor:
-    """The loaded model and the names of its classes: validated rows in, predictions out."""
+    """The loaded model and what its metadata says about its answers: model input in, predictions out."""
 
-    def __init__(self, model, classes, check_rows=None):
+    def __init__(self, model, metadata, check_rows=None):
         self.model = model
-        self.classes = classes
+        self.task = metadata["task"]
+        self.classes = metadata.get("classes", [])
+        self.with_probabilities = self.task == "classification" and metadata.get("probabilities", False)
         # JSON object keys are text: json.dumps turns a class named 1 into "1" by itself, orjson
         # refuses it. Write each class name as json.dumps would, once, here.
-        self.keys = [name if isinstance(name, str) else json.dumps(name) for name in classes]
-        # For the model final_app trains, the same probabilities computed straight from its
-        # fitted numbers (see linear.py), if they match predict_proba bit for bit on check_rows.
-        self.fast_predict_proba = None if check_rows is None else fast_predict_proba(model, check_rows)
+        self.keys = [name if isinstance(name, str) else json.dumps(name) for name in self.classes]
+        # The validator has already checked every value; unless a value may be missing (NaN, on
+        # purpose), scikit-learn need not scan the rows for NaN and infinity a second time.
+        self.assume_finite = not any(feature.get("nullable") for feature in metadata["features"])
+        # For a model like the iris one, the same answers computed straight from its fitted
+        # numbers (see linear.py), if they match predict and predict_proba bit for bit on check_rows.
+        self.fast_predict = None
+        if check_rows is not None and self.with_probabilities:
+            self.fast_predict = fast_predict(model, check_rows)
 
-    def probabilities(self, X):
-        """Return predict_proba(X) for a float64 array X whose rows have passed the validator."""
-        if self.fast_predict_proba is not None:
-            return self.fast_predict_proba(X)
-        # The validator has already checked that every value is a finite number in range, so
-        # scikit-learn need not scan the rows for NaN and infinity a second time.
-        with sklearn.config_context(assume_finite=True):
-            return self.model.predict_proba(X)
+    def call(self, method, X):
+        """Return method(X) as a numpy array, with scikit-learn's finiteness scan off where it can be."""
+        with sklearn.config_context(assume_finite=self.assume_finite):
+            return np.asarray(method(X))
+
+    def labels_and_probabilities(self, X):
+        """Return (the label of each row, their probabilities or None) from a classifier."""
+        if self.fast_predict is not None:
+            indices, probabilities = self.fast_predict(X)
+            return [self.classes[index] for index in indices.tolist()], probabilities
+        labels = self.call(self.model.predict, X).tolist()
+        if not self.with_probabilities:
+            return labels, None
+        return labels, self.call(self.model.predict_proba, X)
 
     def predict(self, X):
-        """Return one {"label", "probabilities"} dict per row of X."""
-        probabilities = self.probabilities(X)
-        classes, keys = self.classes, self.keys
-        labels = [classes[index] for index in probabilities.argmax(axis=1).tolist()]
+        """Return one answer per row of X: {"label", "probabilities"}, {"label"} or {"value"}."""
+        if self.task == "regression":
+            return [{"value": value} for value in self.call(self.model.predict, X).tolist()]
+        labels, probabilities = self.labels_and_probabilities(X)
+        if probabilities is None:
+            return [{"label": label} for label in labels]
+        keys = self.keys
         return [{"label": label, "probabilities": dict(zip(keys, row))}
                 for label, row in zip(labels, probabilities.tolist())]
 
@@ -193,7 +212,7 @@ def register_api(app, predictor, metadata, validator, openapi):
         if not request.is_json:
             raise RequestError("send the body as JSON with the header Content-Type: application/json",
                                status=415)
-        X = validator.matrix(parse_json(read_body(app.config["MAX_BODY_BYTES"])))
+        X = validator.model_input(parse_json(read_body(app.config["MAX_BODY_BYTES"]), validator.example))
         # orjson writes the same JSON values as json.dumps (5e-7 where json writes 5e-07: the
         # same number), about 20 times as fast for 1000 rows: writing thousands of probabilities
         # as text had been the slowest part of a large request.
@@ -214,12 +233,13 @@ def register_api(app, predictor, metadata, validator, openapi):
 
 
 def register_page(app, predictor, metadata):
-    """Add the HTML form at / (GET shows it, POST predicts one flower)."""
+    """Add the HTML form at / (GET shows it, POST predicts one row)."""
     features = metadata["features"]
 
     def page(status=200, values=None, errors=None, result=None):
-        html = render_template("index.html", features=features, label=feature_label,
-                               values=values or {}, errors=errors or {}, result=result)
+        html = render_template("index.html", metadata=metadata, features=features, label=feature_label,
+                               choices=form_choices, values=values or {}, errors=errors or {},
+                               result=result)
         return html, status
 
     @app.get("/")
@@ -229,10 +249,10 @@ def register_page(app, predictor, metadata):
     @app.post("/")
     def index_submit():
         values = {feature["name"]: request.form.get(feature["name"], "") for feature in features}
-        row, errors = parse_form(values, features)
+        row, errors = parse_form(values, features, metadata.get("example"))
         if errors:
             return page(400, values, errors)
-        return page(200, values, result=predictor.predict(np.array([row], dtype=np.float64))[0])
+        return page(200, values, result=predictor.predict(model_input([row], metadata))[0])
 
 
 def add_security_headers(response):
@@ -253,8 +273,9 @@ def create_app(config=None):
     app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"]
     app.debug = False  # whatever FLASK_DEBUG or config said: the debugger would run code for anyone
 
-    predictor = Predictor(model, metadata["classes"], check_rows=rows_within_bounds(metadata["features"]))
-    validator = InstanceValidator(metadata["features"], settings["MAX_BATCH_ROWS"])
+    validator = InstanceValidator(metadata, settings["MAX_BATCH_ROWS"])
+    check_rows = rows_within_bounds(metadata["features"]) if validator.takes_matrix else None
+    predictor = Predictor(model, metadata, check_rows)
     openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
     app.extensions["final_app.predictor"] = predictor
     register_api(app, predictor, metadata, validator, openapi)

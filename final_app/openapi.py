@@ -1,4 +1,5 @@
 """Build the OpenAPI 3.1 document for the JSON API from the model's metadata and the limits in use."""
+import json
 
 ERROR_EXAMPLE = {"error": {"message": '"instances" is empty: send 1 to 10000 rows'}}
 
@@ -18,10 +19,18 @@ def json_response(description, schema_name):
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
 
 
-def number_schema(feature):
-    """Return the JSON schema of one feature's value: a number within its bounds."""
-    return {"type": "number", "minimum": feature["min"], "maximum": feature["max"],
-            "description": f"{feature['name']} in {feature['unit']}"}
+def value_schema(feature):
+    """Return the JSON schema of one feature's value: its type, range or allowed values, null or not."""
+    kind, nullable = feature["type"], feature.get("nullable", False)
+    if kind == "category":
+        schema = {"enum": feature["values"] + ([None] if nullable else [])}
+    else:
+        schema = {"type": [kind, "null"] if nullable else kind}
+        if kind in ("number", "integer"):
+            schema.update(minimum=feature["min"], maximum=feature["max"])
+    unit = f" in {feature['unit']}" if feature.get("unit") else ""
+    schema["description"] = feature["name"] + unit + ("; null when not known" if nullable else "")
+    return schema
 
 
 def row_schemas(features):
@@ -30,25 +39,40 @@ def row_schemas(features):
     row_array = {
         "type": "array",
         "description": "the feature values in this order: " + ", ".join(names),
-        "prefixItems": [number_schema(feature) for feature in features],
+        "prefixItems": [value_schema(feature) for feature in features],
         "items": False,
         "minItems": len(features),
         "maxItems": len(features),
     }
     row_object = {
         "type": "object",
-        "properties": {feature["name"]: number_schema(feature) for feature in features},
+        "properties": {feature["name"]: value_schema(feature) for feature in features},
         "required": names,
         "additionalProperties": False,
     }
     return row_array, row_object
 
 
+def prediction_schema(metadata):
+    """Return the schema of one prediction: a label (and probabilities), or a value."""
+    if metadata["task"] == "regression":
+        return {"type": "object", "required": ["value"], "additionalProperties": False,
+                "properties": {"value": {"type": "number", "description": f"the predicted {metadata['target']}"}}}
+    classes = metadata["classes"]
+    properties = {"label": {"enum": classes, "description": f"the predicted {metadata['target']}"}}
+    if metadata.get("probabilities"):
+        keys = [name if isinstance(name, str) else json.dumps(name) for name in classes]
+        probability = {"type": "number", "minimum": 0, "maximum": 1}
+        properties["probabilities"] = {"type": "object", "required": keys, "additionalProperties": False,
+                                       "properties": {key: probability for key in keys},
+                                       "description": "the probability of each class"}
+    return {"type": "object", "required": list(properties), "additionalProperties": False,
+            "properties": properties}
+
+
 def schemas(metadata, max_rows):
     """Return the components/schemas section."""
     row_array, row_object = row_schemas(metadata["features"])
-    classes = metadata["classes"]
-    probability = {"type": "number", "minimum": 0, "maximum": 1}
     return {
         "RowArray": row_array,
         "RowObject": row_object,
@@ -61,16 +85,7 @@ def schemas(metadata, max_rows):
                 "items": {"oneOf": [{"$ref": "#/components/schemas/RowArray"},
                                     {"$ref": "#/components/schemas/RowObject"}]}}},
         },
-        "Prediction": {
-            "type": "object",
-            "required": ["label", "probabilities"],
-            "additionalProperties": False,
-            "properties": {
-                "label": {"type": "string", "enum": classes},
-                "probabilities": {"type": "object", "required": classes, "additionalProperties": False,
-                                  "properties": {name: probability for name in classes}},
-            },
-        },
+        "Prediction": prediction_schema(metadata),
         "PredictResponse": {
             "type": "object",
             "required": ["model_version", "predictions"],
@@ -87,14 +102,24 @@ def schemas(metadata, max_rows):
         },
         "ModelMetadata": {
             "type": "object",
-            "required": ["model_version", "features", "classes", "metrics", "sha256", "versions"],
+            "required": ["model_version", "task", "input", "features", "metrics", "sha256", "versions"],
             "properties": {
                 "model_version": {"type": "string"},
+                "title": {"type": "string"},
+                "description": {"type": "string"},
+                "target": {"type": "string"},
+                "task": {"enum": ["classification", "regression"]},
+                "input": {"enum": ["array", "dataframe"]},
                 "features": {"type": "array", "items": {
-                    "type": "object", "required": ["name", "unit", "min", "max"],
-                    "properties": {"name": {"type": "string"}, "unit": {"type": "string"},
-                                   "min": {"type": "number"}, "max": {"type": "number"}}}},
-                "classes": {"type": "array", "items": {"type": "string"}},
+                    "type": "object", "required": ["name", "type", "nullable"],
+                    "properties": {"name": {"type": "string"},
+                                   "type": {"enum": ["number", "integer", "boolean", "category"]},
+                                   "nullable": {"type": "boolean"},
+                                   "unit": {"type": "string"},
+                                   "min": {"type": "number"}, "max": {"type": "number"},
+                                   "values": {"type": "array"}}}},
+                "classes": {"type": "array"},
+                "example": {"type": "array"},
                 "metrics": {"type": "object"},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "versions": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -111,16 +136,16 @@ def schemas(metadata, max_rows):
     }
 
 
-def predict_operation(max_rows, max_body_bytes):
+def predict_operation(metadata, max_rows, max_body_bytes):
     """Return the POST /predict operation, with every error it can answer."""
+    example = metadata["example"]
+    names = [feature["name"] for feature in metadata["features"]]
     return {
-        "summary": "Predict the species of one or more iris flowers",
+        "summary": f"Predict the {metadata['target']} of one or more rows",
         "operationId": "predict",
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/PredictRequest"},
-            "example": {"instances": [[5.1, 3.5, 1.4, 0.2],
-                                      {"sepal_length": 6.7, "sepal_width": 3.0,
-                                       "petal_length": 5.2, "petal_width": 2.3}]}}}},
+            "example": {"instances": [example, dict(zip(names, example))]}}}},
         "responses": {
             "200": json_response("One prediction per row, in request order", "PredictResponse"),
             "400": error_response("The body is empty, not JSON, or not valid: the message names the "
@@ -144,14 +169,15 @@ def build_openapi(metadata, max_rows, max_body_bytes):
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "Iris species classifier",
+            "title": metadata.get("title", metadata["model_version"]),
             "version": metadata["model_version"],
-            "description": "A scikit-learn model served with Flask. Every error is JSON: "
+            "description": (metadata.get("description", "") + " " if metadata.get("description") else "") +
+                           "A scikit-learn model served with Flask. Every error is JSON: "
                            '{"error": {"message": "..."}}; unknown paths answer 404 and '
                            "wrong methods 405, in the same shape.",
         },
         "paths": {
-            "/predict": {"post": predict_operation(max_rows, max_body_bytes)},
+            "/predict": {"post": predict_operation(metadata, max_rows, max_body_bytes)},
             "/health": {"get": get_operation("The service is up", "health", "Health")},
             "/model": {"get": get_operation("The model's metadata", "model", "ModelMetadata")},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",

@@ -1,33 +1,29 @@
-"""Train the iris classifier and write the model file and its metadata: python -m final_app.train
+"""Train the iris classifier and save it with its metadata (final_app.artifact): python -m final_app.train
 
 The seed is fixed, so re-running gives a model with the same predictions.
 """
 import argparse
-import json
 import math
-import pathlib
 
-import joblib
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from final_app.model import METADATA_FILE, MODEL_DIR, MODEL_FILE, installed_versions, sha256_of
+from final_app.artifact import MODEL_DIR, save_model
 
 SEED = 42
 FEATURE_NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-CLASS_NAMES = ["setosa", "versicolor", "virginica"]
 # The largest plausible value is twice the largest one in the data set: that leaves room for big
 # flowers but rejects millimetres typed as centimetres (ten times too big).
 UPPER_BOUND_FACTOR = 2
 
 
 def load_data():
-    """Return (X, y) as numpy arrays: numbers only, columns in FEATURE_NAMES order."""
-    X, y = load_iris(return_X_y=True)
-    return X, y
+    """Return (X, y) as numpy arrays: X numbers in FEATURE_NAMES order, y the species' names."""
+    iris = load_iris()
+    return iris.data, iris.target_names[iris.target]
 
 
 def make_model():
@@ -36,11 +32,9 @@ def make_model():
 
 
 def feature_bounds(X):
-    """Return the metadata's feature list: name, unit, min 0 and an upper bound per feature."""
-    return [
-        {"name": name, "unit": "cm", "min": 0, "max": math.ceil(UPPER_BOUND_FACTOR * column_max)}
-        for name, column_max in zip(FEATURE_NAMES, X.max(axis=0).tolist())
-    ]
+    """Return {feature name: (0, an upper bound)} for save_model's bounds=."""
+    return {name: (0, math.ceil(UPPER_BOUND_FACTOR * column_max))
+            for name, column_max in zip(FEATURE_NAMES, X.max(axis=0).tolist())}
 
 
 def evaluate(X_train, X_test, y_train, y_test):
@@ -60,27 +54,18 @@ def evaluate(X_train, X_test, y_train, y_test):
 
 
 def train(model_dir=None):
-    """Train, then write the model file and its metadata into model_dir; return the metadata."""
-    model_dir = pathlib.Path(model_dir or MODEL_DIR)
-    model_dir.mkdir(parents=True, exist_ok=True)
+    """Train, then save the model and its metadata into model_dir; return the metadata."""
     X, y = load_data()
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=SEED)
     model, metrics = evaluate(X_train, X_test, y_train, y_test)
-    model_path = model_dir / MODEL_FILE
-    joblib.dump(model, model_path)
-    sha256 = sha256_of(model_path.read_bytes())
-    metadata = {
-        "model_version": f"iris-logreg-{sha256[:12]}",
-        "features": feature_bounds(X),
-        "classes": CLASS_NAMES,
-        "metrics": metrics,
-        "sha256": sha256,
-        "versions": installed_versions(),
-    }
-    text = json.dumps(metadata, indent=2) + "\n"
-    (model_dir / METADATA_FILE).write_text(text, encoding="utf-8")
-    return metadata
+    return save_model(
+        model, X, model_dir or MODEL_DIR, feature_names=FEATURE_NAMES, name="iris-logreg",
+        title="Iris species classifier",
+        description="Measure an iris flower, enter the four sizes in centimetres, and the model "
+                    "predicts its species.",
+        target="species", metrics=metrics, bounds=feature_bounds(X),
+        units=dict.fromkeys(FEATURE_NAMES, "cm"))
 
 
 def main(argv=None):

@@ -1,17 +1,21 @@
-"""Check a /predict request body and turn it into rows of numbers, or say exactly what is wrong.
+"""Check a /predict request body against the model's input schema, and build what the model takes.
 
-InstanceValidator.rows() is the rule book: one loop over the rows with a type and range check
-per value, and a message naming the row and field of the first problem. matrix() gives the same
-verdicts for a batch over twice as fast, by checking whole columns at once with numpy, and
-falls back to rows() whenever it finds anything unusual, so every message comes from one place.
+InstanceValidator.rows() is the rule book: one loop over the rows with a check per value (its
+type, and its range or allowed values, or null where the feature may be missing), and a message
+naming the row and field of the first problem. For a model that takes an array of numbers,
+matrix() gives the same verdicts for a batch over twice as fast, by checking whole columns at once
+with numpy, and falls back to rows() whenever it finds anything unusual, so every message comes
+from one place. model_input() turns checked rows into what the model was fitted on: a float64
+array, or a pandas DataFrame with the training columns, order and dtypes.
 """
 import itertools
 import json
+import math
 
 import numpy as np
 import orjson
 
-EXAMPLE = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+EXAMPLE = '{"instances": [[...], ...]}'
 
 
 class RequestError(Exception):
@@ -44,10 +48,10 @@ def reject_constant(name):
     raise ValueError(f"{name} is not a JSON number: send finite numbers only")
 
 
-def parse_json(body):
+def parse_json(body, example=EXAMPLE):
     """Parse the raw request body; raise RequestError(400) if it is empty or not valid JSON."""
     if not body:
-        raise RequestError(f"the request body is empty: send a JSON object like {EXAMPLE}")
+        raise RequestError(f"the request body is empty: send a JSON object like {example}")
     try:
         # orjson reads a 1000-row body about 2.5 times as fast as the json module. It refuses
         # some bodies that json accepts (UTF-16 text, for one), and its error messages say less,
@@ -68,19 +72,111 @@ def parse_json(body):
         raise RequestError(f"the request body is not valid JSON: {error}") from None
 
 
-class InstanceValidator:
-    """Validate {"instances": [...]} against the model's features and their bounds."""
+# --- one value ----------------------------------------------------------------------------------
 
-    def __init__(self, features, max_rows):
+class BadValue(Exception):
+    """A value that does not fit its feature; str() says what is expected ("must be ...")."""
+
+
+def is_number(value):
+    """True for a JSON number (type() rather than isinstance(): JSON true arrives as True, an int)."""
+    return type(value) is float or type(value) is int
+
+
+def unit_text(feature):
+    """Return " cm" for a feature with a unit, "" for one without."""
+    return f" {feature['unit']}" if feature.get("unit") else ""
+
+
+def expected_text(feature):
+    """Return what a feature's value must be, for messages: "a number", "one of ...", ..."""
+    kind = feature["type"]
+    if kind == "category":
+        text = "one of " + ", ".join(shown(value) for value in feature["values"])
+    else:
+        text = {"number": "a number", "integer": "a whole number", "boolean": "true or false"}[kind]
+    return text + (" or null" if feature.get("nullable") else "")
+
+
+def value_checker(feature):
+    """Return a function that returns a value as the model needs it, or raises BadValue."""
+    kind, nullable = feature["type"], feature.get("nullable", False)
+    expected = "must be " + expected_text(feature)
+
+    def check_number(value):
+        if not is_number(value):
+            raise BadValue(expected)
+        if kind == "integer":
+            if type(value) is float and not value.is_integer():
+                raise BadValue(expected)
+            if not feature["min"] <= value <= feature["max"]:
+                raise BadValue(f"must be a whole number between {feature['min']} and {feature['max']}"
+                               f"{unit_text(feature)}")
+            return int(value)
+        if not feature["min"] <= value <= feature["max"]:  # also false for NaN
+            raise BadValue(f"must be between {feature['min']} and {feature['max']}{unit_text(feature)}")
+        return value
+
+    def check_boolean(value):
+        if type(value) is not bool:
+            raise BadValue(expected)
+        return value
+
+    allowed = {(type(value), value) for value in feature.get("values", ())}
+
+    def check_category(value):
+        if type(value) not in (str, int, bool) or (type(value), value) not in allowed:
+            raise BadValue(expected)
+        return value
+
+    check = {"number": check_number, "integer": check_number, "boolean": check_boolean,
+             "category": check_category}[kind]
+
+    def check_value(value):
+        if value is None:
+            if nullable:
+                return None
+            raise BadValue(expected)
+        return check(value)
+
+    return check_value
+
+
+# --- a request ----------------------------------------------------------------------------------
+
+def example_body(metadata):
+    """Return a short request body built from the metadata's example row, for messages."""
+    return json.dumps({"instances": [metadata["example"]]}) if metadata.get("example") else EXAMPLE
+
+
+class InstanceValidator:
+    """Validate {"instances": [...]} against the model's features, and build the model's input."""
+
+    def __init__(self, metadata, max_rows):
+        self.metadata = metadata
+        features = metadata["features"]
         self.names = [feature["name"] for feature in features]
         self.name_set = set(self.names)
-        self.bounds = [(feature["name"], feature["min"], feature["max"], feature.get("unit", ""))
-                       for feature in features]
+        self.checks = [(feature["name"], value_checker(feature)) for feature in features]
         self.max_rows = max_rows
-        self.low, self.high = feature_bounds(features)
+        self.example = example_body(metadata)
+        self.all_numbers = all(feature["type"] == "number" and not feature.get("nullable")
+                               for feature in features)
+        self.kind_of_values = "numbers" if self.all_numbers else "values"
+        # A model fitted on a float64 array of numbers can take the column-at-a-time check below.
+        self.takes_matrix = (self.all_numbers and metadata.get("input") == "array"
+                             and metadata.get("array_dtype", "float64") == "float64")
+        if self.all_numbers:
+            self.low, self.high = feature_bounds(features)
+
+    def model_input(self, payload):
+        """Return the instances as the model takes them; raise RequestError if any is invalid."""
+        if self.takes_matrix:
+            return self.matrix(payload)
+        return model_input(self.rows(payload), self.metadata)
 
     def rows(self, payload):
-        """Return the instances as lists of numbers in model order; raise RequestError if invalid."""
+        """Return the instances as lists of values in model order; raise RequestError if invalid."""
         return self.checked_rows(self.instances(payload))
 
     def checked_rows(self, instances):
@@ -90,9 +186,10 @@ class InstanceValidator:
     def matrix(self, payload):
         """Return the instances as a float64 array, one row per instance, exactly as rows() would.
 
-        The common case, every row a list of plain numbers within bounds, is checked a column
-        at a time. Anything else (rows given as objects, a wrong type, a value out of range)
-        goes through checked_rows(), which accepts it or raises the error naming the row and field.
+        Only for features that are all numbers. The common case, every row a list of plain
+        numbers within bounds, is checked a column at a time. Anything else (rows given as
+        objects, a wrong type, a value out of range) goes through checked_rows(), which accepts
+        it or raises the error naming the row and field.
         """
         instances = self.instances(payload)
         if (set(map(type, instances)) == {list} and set(map(len, instances)) == {len(self.names)}
@@ -110,9 +207,9 @@ class InstanceValidator:
         """Return payload["instances"] after checking the shape around it."""
         if type(payload) is not dict:
             raise RequestError(
-                f"the request body must be a JSON object like {EXAMPLE}, got {json_type(payload)}")
+                f"the request body must be a JSON object like {self.example}, got {json_type(payload)}")
         if "instances" not in payload:
-            raise RequestError(f'missing key "instances": send a JSON object like {EXAMPLE}')
+            raise RequestError(f'missing key "instances": send a JSON object like {self.example}')
         extra = sorted(key for key in payload if key != "instances")
         if extra:
             raise RequestError(f'unexpected key {shown(extra[0])}: only "instances" is allowed')
@@ -138,13 +235,16 @@ class InstanceValidator:
                 raise RequestError(self.wrong_names(row, index))
             values = [row[name] for name in self.names]
         else:
-            raise RequestError(f"instances[{index}] must be an array of {len(self.names)} numbers "
-                               f"or an object with keys {', '.join(self.names)}, got {json_type(row)}")
-        for value, (name, low, high, unit) in zip(values, self.bounds):
-            # type() rather than isinstance(): JSON true arrives as True, and bool is an int subclass.
-            if (type(value) is not float and type(value) is not int) or not low <= value <= high:
-                raise RequestError(self.bad_value(value, index, name, low, high, unit))
-        return values
+            raise RequestError(f"instances[{index}] must be an array of {len(self.names)} "
+                               f"{self.kind_of_values} or an object with keys {', '.join(self.names)}, "
+                               f"got {json_type(row)}")
+        checked = []
+        for value, (name, check) in zip(values, self.checks):
+            try:
+                checked.append(check(value))
+            except BadValue as problem:
+                raise RequestError(f"instances[{index}].{name} {problem}, got {described(value)}") from None
+        return checked
 
     def wrong_names(self, row, index):
         """Describe which feature names a row object is missing, and which it has extra."""
@@ -157,12 +257,12 @@ class InstanceValidator:
             parts.append("unexpected " + ", ".join(shown(key) for key in extra))
         return f"instances[{index}]: {'; '.join(parts)} (expected exactly {', '.join(self.names)})"
 
-    @staticmethod
-    def bad_value(value, index, name, low, high, unit):
-        """Describe a value that is not a number or is out of its feature's range."""
-        if type(value) is not float and type(value) is not int:
-            return f"instances[{index}].{name} must be a number, got {json_type(value)} {shown(value)}"
-        return f"instances[{index}].{name} must be between {low} and {high} {unit}, got {shown(value)}"
+
+def described(value):
+    """Return a value as an error message shows it: 'null', '-1.4', 'string "abc"', ..."""
+    if value is None or is_number(value):
+        return shown(value)
+    return f"{json_type(value)} {shown(value)}"
 
 
 def feature_bounds(features):
@@ -172,27 +272,82 @@ def feature_bounds(features):
     return low, high
 
 
+# --- what the model takes -----------------------------------------------------------------------
+
+def model_input(rows, metadata):
+    """Return checked rows (None where missing) as the model was fitted: an array or a DataFrame."""
+    if metadata["input"] == "array":
+        dtype = np.dtype(metadata.get("array_dtype", "float64"))
+        if dtype.kind in "fO":
+            rows = [[math.nan if value is None else value for value in row] for row in rows]
+        return np.array(rows, dtype=dtype)
+    import pandas as pd  # only for a model fitted on a DataFrame
+
+    columns = {feature["name"]: data_frame_column(pd, feature, [row[index] for row in rows])
+               for index, feature in enumerate(metadata["features"])}
+    return pd.DataFrame(columns)
+
+
+def data_frame_column(pd, feature, values):
+    """Return one column with the dtype (and for a category, the categories) it had in training."""
+    if feature["dtype"] == "category":
+        dtype = pd.CategoricalDtype(feature["values"], ordered=feature.get("ordered", False))
+        return pd.Series(values, dtype=dtype)
+    if feature["dtype"] == "object":  # pandas reads a missing text value as NaN, not None
+        return pd.Series([math.nan if value is None else value for value in values], dtype=object)
+    return pd.Series(values, dtype=feature["dtype"])
+
+
+# --- the HTML form ------------------------------------------------------------------------------
+
 def feature_label(name):
     """Return the words a person reads for a feature name: "sepal_length" -> "Sepal length"."""
     return name.replace("_", " ").capitalize()
 
 
-def parse_form(form, features):
-    """Return (row, errors) from the page's form: the numbers in model order, or a message per field."""
+def form_choices(feature):
+    """Return [(form value, text shown)] for a feature offered as a choice list."""
+    if feature["type"] == "boolean":
+        return [("true", "yes"), ("false", "no")]
+    return [(json.dumps(value) if type(value) is not str else value, str(value))
+            for value in feature["values"]]
+
+
+def parse_form(form, features, example=None):
+    """Return (row, errors) from the page's form: the values in model order, or a message per field."""
     row, errors = [], {}
-    for feature in features:
-        name, low, high, unit = feature["name"], feature["min"], feature["max"], feature["unit"]
-        text = form.get(name, "").strip()
-        if not text:
-            errors[name] = f"Enter the {feature_label(name).lower()} in {unit}."
-            continue
+    for index, feature in enumerate(features):
+        text = form.get(feature["name"], "").strip()
         try:
-            value = float(text)
-        except ValueError:
-            errors[name] = f"Enter a number in {unit}, like 5.1."
-            continue
-        if not low <= value <= high:  # also false for nan; inf is above any bound
-            errors[name] = f"Enter a number from {low} to {high} {unit}."
-            continue
-        row.append(value)
+            row.append(form_value(feature, text, example[index] if example else None))
+        except BadValue as problem:
+            errors[feature["name"]] = str(problem)
     return row, errors
+
+
+def form_value(feature, text, example):
+    """Return one form field's text as the feature's value, or raise BadValue with what to enter."""
+    name, kind, unit = feature_label(feature["name"]).lower(), feature["type"], unit_text(feature)
+    if not text:
+        if feature.get("nullable"):
+            return None
+        verb = "Enter" if kind in ("number", "integer") else "Choose"
+        raise BadValue(f"{verb} the {name}{' in' + unit if unit else ''}.")
+    if kind in ("boolean", "category"):
+        for value, (form_text, _shown) in zip(feature.get("values", [True, False]), form_choices(feature)):
+            if text == form_text:
+                return value
+        raise BadValue(f"Choose one of: {', '.join(shown for _text, shown in form_choices(feature))}.")
+    like = f", like {example}" if example is not None else ""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadValue(f"Enter a {'whole ' if kind == 'integer' else ''}number"
+                       f"{' in' + unit if unit else ''}{like}.") from None
+    if kind == "integer" and value.is_integer():
+        value = int(value)
+    elif kind == "integer":
+        raise BadValue(f"Enter a whole number{' in' + unit if unit else ''}{like}.")
+    if not feature["min"] <= value <= feature["max"]:  # also false for nan; inf is above any bound
+        raise BadValue(f"Enter a number from {feature['min']} to {feature['max']}{unit}.")
+    return value

@@ -34,7 +34,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def trained():
     """(model, metadata) loaded through the same verification the app uses."""
-    from final_app.model import load_model_and_metadata
+    from final_app.artifact import load_model_and_metadata
 
     return load_model_and_metadata()
 

@@ -41,7 +41,7 @@ def assert_matches_model(response, model, metadata, rows):
     assert body["model_version"] == metadata["model_version"]
     assert len(body["predictions"]) == len(rows)
     for prediction, probabilities, label in zip(body["predictions"], expected, labels):
-        assert prediction["label"] == metadata["classes"][label]
+        assert prediction["label"] == label
         assert list(prediction["probabilities"]) == metadata["classes"]
         assert list(prediction["probabilities"].values()) == probabilities.tolist()
 
@@ -241,7 +241,7 @@ def test_health(client, trained):
 def test_model_metadata_is_the_json_file(client):
     response = client.get("/model")
     assert response.status_code == 200
-    assert response.get_json() == json.loads((MODEL_DIR / "iris.json").read_text())
+    assert response.get_json() == json.loads((MODEL_DIR / "model.json").read_text())
 
 
 @pytest.mark.parametrize("path", ["/", "/health", "/predict", "/nowhere", "/openapi.json"])
@@ -280,7 +280,7 @@ def test_form_submit_shows_species_and_probabilities(client, trained):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     probabilities = model.predict_proba([[6.7, 3.0, 5.2, 2.3]])[0]
-    label = metadata["classes"][int(probabilities.argmax())]
+    label = model.predict([[6.7, 3.0, 5.2, 2.3]])[0]
     result = html[html.index('id="result"'):]
     assert f'<strong class="label">{label}</strong>' in result
     for species, probability in zip(metadata["classes"], probabilities):
@@ -290,7 +290,7 @@ def test_form_submit_shows_species_and_probabilities(client, trained):
 
 @pytest.mark.parametrize("field, typed, message", [
     ("sepal_length", "", "Enter the sepal length in cm."),
-    ("sepal_width", "abc", "Enter a number in cm, like 5.1."),
+    ("sepal_width", "abc", "Enter a number in cm, like 3.5."),
     ("petal_length", "-1", "Enter a number from 0 to 14 cm."),
     ("petal_width", "25", "Enter a number from 0 to 5 cm."),
     ("petal_width", "nan", "Enter a number from 0 to 5 cm."),
@@ -442,9 +442,9 @@ def tampered_model_dir(tmp_path):
     """A temp copy of the model folder whose joblib file has one byte changed."""
     copy = tmp_path / "model"
     shutil.copytree(MODEL_DIR, copy)
-    data = bytearray((copy / "iris.joblib").read_bytes())
+    data = bytearray((copy / "model.joblib").read_bytes())
     data[-10] ^= 0xFF
-    (copy / "iris.joblib").write_bytes(bytes(data))
+    (copy / "model.joblib").write_bytes(bytes(data))
     return copy
 
 
@@ -453,9 +453,9 @@ def old_sklearn_model_dir(tmp_path):
     """A temp copy of the model folder whose metadata says another scikit-learn trained it."""
     copy = tmp_path / "model"
     shutil.copytree(MODEL_DIR, copy)
-    metadata = json.loads((copy / "iris.json").read_text())
+    metadata = json.loads((copy / "model.json").read_text())
     metadata["versions"]["scikit-learn"] = "1.7.2"
-    (copy / "iris.json").write_text(json.dumps(metadata))
+    (copy / "model.json").write_text(json.dumps(metadata))
     return copy
 
 
@@ -472,8 +472,8 @@ def test_import_refuses_a_tampered_model_with_one_line(tampered_model_dir):
     assert len(lines) == 1, lines
     line = lines[0]
     assert line.startswith("CRITICAL final_app: refusing to start: model check failed for ")
-    assert str(tampered_model_dir / "iris.joblib") in line
-    expected = json.loads((tampered_model_dir / "iris.json").read_text())["sha256"]
+    assert str(tampered_model_dir / "model.joblib") in line
+    expected = json.loads((tampered_model_dir / "model.json").read_text())["sha256"]
     assert f"sha256 expected {expected}, found " in line
     assert "make train" in line
 
@@ -484,9 +484,9 @@ def test_import_refuses_a_version_mismatch_with_one_line(old_sklearn_model_dir):
     lines = output_lines(result)
     assert result.returncode == 4
     assert lines == [f"CRITICAL final_app: refusing to start: model check failed for "
-                     f"{old_sklearn_model_dir / 'iris.json'}: scikit-learn version expected 1.7.2, "
+                     f"{old_sklearn_model_dir / 'model.json'}: scikit-learn version expected 1.7.2, "
                      "found 1.9.1; install the pinned versions (pip install -r requirements.txt) or "
-                     "re-train with `make train` (python -m final_app.train)"]
+                     "re-train and save the model again (for the iris model: make train)"]
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "images"))  # make_images.py knows how to start Ch
 sys.path.insert(0, str(ROOT))  # final_app, for the model the page must agree with
 
 import make_images  # noqa: E402  (needs the path above)
-from final_app.model import load_model, read_metadata  # noqa: E402
+from final_app.artifact import load_model, read_metadata  # noqa: E402
 
 AXE_SCRIPT = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

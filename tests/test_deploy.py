@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import ROOT
-from final_app.model import load_model_and_metadata
+from final_app.artifact import load_model_and_metadata
 from lesson_helpers import running
 
 VENV_BIN = os.path.dirname(sys.executable)
@@ -223,14 +223,14 @@ def test_post_compile_checks_the_model_and_passes_on_this_repository():
 def test_post_compile_fails_the_build_on_a_tampered_model(tmp_path):
     shutil.copytree(ROOT / "final_app", tmp_path / "final_app", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "bin", tmp_path / "bin")
-    model_file = tmp_path / "final_app" / "model" / "iris.joblib"
+    model_file = tmp_path / "final_app" / "model" / "model.joblib"
     data = bytearray(model_file.read_bytes())
     data[-1] ^= 0xFF
     model_file.write_bytes(bytes(data))
     result = subprocess.run(["bash", "bin/post_compile"], cwd=tmp_path, env=dict(os.environ, **ENV),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert "iris.joblib" in result.stdout
+    assert "model.joblib" in result.stdout
     assert "sha256" in result.stdout.lower()
 
 

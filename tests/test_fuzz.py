@@ -108,7 +108,7 @@ def assert_json_error(response, statuses=API_STATUSES):
 @fuzz_settings(300)
 @given(payload=json_values | st.fixed_dictionaries({"instances": json_values}))
 def test_validator_accepts_or_explains(payload):
-    validator = InstanceValidator(FEATURES, max_rows=10)
+    validator = InstanceValidator(METADATA, max_rows=10)
     try:
         rows = validator.rows(payload)
     except RequestError as error:
@@ -124,7 +124,7 @@ def test_validator_accepts_or_explains(payload):
 @fuzz_settings(400)
 @given(payload=near_valid_payloads)
 def test_schema_and_validator_agree(payload):
-    validator = InstanceValidator(FEATURES, max_rows=10_000)
+    validator = InstanceValidator(METADATA, max_rows=10_000)
     try:
         validator.rows(payload)
         accepted = True
@@ -145,7 +145,7 @@ def verdict(check, payload):
 @fuzz_settings(200)
 @given(payload=json_values | st.fixed_dictionaries({"instances": json_values}) | near_valid_payloads)
 def test_matrix_and_rows_agree_on_any_payload(payload):
-    validator = InstanceValidator(FEATURES, max_rows=10)
+    validator = InstanceValidator(METADATA, max_rows=10)
     assert verdict(validator.matrix, payload) == verdict(validator.rows, payload), payload
 
 
@@ -163,7 +163,7 @@ four_value_rows = st.lists(valid_rows | mostly_valid_rows | st.lists(near_bound_
 @fuzz_settings(200)
 @given(instances=four_value_rows)
 def test_matrix_and_rows_agree_on_rows_of_four_values(instances):
-    validator = InstanceValidator(FEATURES, max_rows=10)
+    validator = InstanceValidator(METADATA, max_rows=10)
     payload = {"instances": instances}
     assert verdict(validator.matrix, payload) == verdict(validator.rows, payload), payload
 

@@ -6,7 +6,6 @@ anything other than the shipped kind of model, or any difference in the last bit
 import copy
 import json
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -17,10 +16,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from final_app.app import Predictor, create_app
-from final_app.linear import fast_predict_proba, is_scaled_logistic_regression, rows_within_bounds
-from final_app.model import MODEL_DIR, METADATA_FILE, MODEL_FILE, sha256_of
+from final_app.linear import fast_predict, is_scaled_logistic_regression, rows_within_bounds
+from final_app.artifact import MODEL_DIR, METADATA_FILE, save_model
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+SPECIES = load_iris().target_names[Y_IRIS]
 
 
 class SubclassedLogisticRegression(LogisticRegression):
@@ -30,6 +30,12 @@ class SubclassedLogisticRegression(LogisticRegression):
 def logistic_regression(**options):
     """A LogisticRegression that converges on iris (a ConvergenceWarning would fail the test)."""
     return LogisticRegression(max_iter=1000, **options)
+
+
+def fast_predict_proba(model, check_rows):
+    """The fast path's probabilities alone (fast_predict also gives each row's class index)."""
+    function = fast_predict(model, check_rows)
+    return None if function is None else (lambda X: function(X)[1])
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +68,10 @@ def assert_identical(a, b):
 
 
 def write_model_dir(folder, model):
-    """Save model as final_app.train does, with metadata the loader verifies (sha256, versions)."""
-    folder.mkdir()
-    joblib.dump(model, folder / MODEL_FILE)
-    sha256 = sha256_of((folder / MODEL_FILE).read_bytes())
-    metadata = json.loads((MODEL_DIR / METADATA_FILE).read_text())  # same features, classes, versions
-    metadata.update({"model_version": f"iris-forest-{sha256[:12]}", "sha256": sha256})
-    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    """Save model with save_model, as final_app.train does, over the same features and bounds."""
+    shipped = json.loads((MODEL_DIR / METADATA_FILE).read_text())
+    bounds = {feature["name"]: (feature["min"], feature["max"]) for feature in shipped["features"]}
+    save_model(model, X_IRIS, folder, feature_names=list(bounds), name="iris-forest", bounds=bounds)
     return folder
 
 
@@ -121,13 +124,21 @@ def test_fast_function_leaves_its_input_alone(fast):
     assert_identical(rows, X_IRIS)
 
 
+def test_labels_are_predict_on_iris_and_random_rows(trained, check_rows):
+    model, metadata = trained
+    function = fast_predict(model, check_rows)
+    rows = np.vstack([X_IRIS, random_rows_within_bounds(metadata["features"], 2000)])
+    indices, _probabilities = function(rows)
+    assert model.classes_[indices].tolist() == model.predict(rows).tolist()
+
+
 def test_app_uses_the_fast_path_for_the_shipped_model(app):
-    assert app.extensions["final_app.predictor"].fast_predict_proba is not None
+    assert app.extensions["final_app.predictor"].fast_predict is not None
 
 
 def test_predictor_without_check_rows_has_no_fast_path(trained):
     model, metadata = trained
-    assert Predictor(model, metadata["classes"]).fast_predict_proba is None
+    assert Predictor(model, metadata).fast_predict is None
 
 
 # --- other models: declined -----------------------------------------------------------------------
@@ -204,7 +215,7 @@ def test_nudge_is_seen_only_where_it_is_meant(trained, check_rows):
 def forest_dir(tmp_path_factory):
     """A model folder holding a random-forest pipeline, with metadata the loader accepts."""
     forest = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=10, random_state=0))
-    return write_model_dir(tmp_path_factory.mktemp("forest") / "model", forest.fit(X_IRIS, Y_IRIS))
+    return write_model_dir(tmp_path_factory.mktemp("forest") / "model", forest.fit(X_IRIS, SPECIES))
 
 
 @pytest.mark.parametrize("how", ["config", "environment"])
@@ -216,12 +227,11 @@ def test_app_with_another_model_falls_back_and_answers_its_predict_proba(forest_
         app = create_app({"MODEL_DIR": str(forest_dir)})
     predictor = app.extensions["final_app.predictor"]
     assert type(predictor.model[-1]) is RandomForestClassifier
-    assert predictor.fast_predict_proba is None
+    assert predictor.fast_predict is None
     response = app.test_client().post("/predict", json={"instances": X_IRIS.tolist()})
     assert response.status_code == 200
     body = json.loads(response.get_data())
     assert body["model_version"].startswith("iris-forest-")
     expected = predictor.model.predict_proba(X_IRIS)
     assert [list(p["probabilities"].values()) for p in body["predictions"]] == expected.tolist()
-    assert [p["label"] for p in body["predictions"]] == [["setosa", "versicolor", "virginica"][i]
-                                                         for i in expected.argmax(axis=1)]
+    assert [p["label"] for p in body["predictions"]] == predictor.model.predict(X_IRIS).tolist()

@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from final_app import check
-from final_app.model import (METADATA_FILE, MODEL_DIR, MODEL_FILE, ModelError, installed_versions,
+from final_app.artifact import (METADATA_FILE, MODEL_DIR, MODEL_FILE, ModelError, installed_versions,
                              load_model, load_model_and_metadata, sha256_of)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_committed_model_loads_and_matches_its_metadata():
         "sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert metadata["classes"] == ["setosa", "versicolor", "virginica"]
     assert all(feature["unit"] == "cm" and feature["min"] == 0 for feature in metadata["features"])
-    assert model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist() == [0]
+    assert model.predict([[5.1, 3.5, 1.4, 0.2]]).tolist() == ["setosa"]
 
 
 def test_load_model_returns_the_same_model_as_load_model_and_metadata(iris_rows):

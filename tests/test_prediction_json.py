@@ -16,21 +16,30 @@ AWKWARD_FLOATS = [5e-324, 1e-300, 1 - 1e-16, 0.1 + 0.2, 1e-05, 1e16, 0.0, 1.0]
 
 
 class FixedModel:
-    """A stand-in model whose predict_proba returns the given rows, whatever it is asked."""
+    """A stand-in classifier whose predict_proba returns the given rows, whatever it is asked."""
 
-    def __init__(self, probabilities):
+    def __init__(self, probabilities, classes=CLASSES):
         self.probabilities = np.array(probabilities, dtype=np.float64)
+        self.classes_ = np.array(classes, dtype=object)
+
+    def predict(self, rows):
+        return self.classes_[self.probabilities.argmax(axis=1)]
 
     def predict_proba(self, rows):
         return self.probabilities
+
+
+def metadata_for(classes):
+    """The part of a classifier's metadata that Predictor reads."""
+    return {"task": "classification", "classes": classes, "probabilities": True, "features": []}
 
 
 def use_fixed_model(app, probabilities, classes=CLASSES):
     """Make the app's predictor answer with FixedModel(probabilities) and these class names."""
     predictor = app.extensions["final_app.predictor"]
     # The routes hold this very object: set it up again, without check rows (no fast path).
-    predictor.__init__(FixedModel(probabilities), classes)
-    assert predictor.fast_predict_proba is None
+    predictor.__init__(FixedModel(probabilities, classes), metadata_for(classes))
+    assert predictor.fast_predict is None
     return predictor
 
 
@@ -58,8 +67,8 @@ def test_every_iris_row_answers_exactly_predict_proba(client, trained, iris_rows
     assert body["model_version"] == metadata["model_version"]
     assert probabilities_in(body) == expected.tolist()
     assert all_floats(probabilities_in(body))
-    assert [prediction["label"] for prediction in body["predictions"]] == [
-        metadata["classes"][index] for index in expected.argmax(axis=1)]
+    assert [prediction["label"] for prediction in body["predictions"]] == model.predict(
+        np.array(iris_rows, dtype=np.float64)).tolist()
     assert all(list(prediction["probabilities"]) == metadata["classes"] for prediction in body["predictions"])
 
 
@@ -92,13 +101,13 @@ def test_awkward_floats_come_back_exactly_through_http(app, client, probabilitie
     assert all_floats(probabilities_in(body))
     as_json_dumps_would_write = json.loads(json.dumps(
         {"model_version": body["model_version"], "predictions": Predictor(
-            FixedModel(probabilities), CLASSES).predict(np.ones((len(probabilities), 4)))}))
+            FixedModel(probabilities), metadata_for(CLASSES)).predict(np.ones((len(probabilities), 4)))}))
     assert body == as_json_dumps_would_write
 
 
 def test_predict_returns_one_dict_per_row_with_the_argmax_label():
     probabilities = [[0.2, 0.3, 0.5], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
-    predictions = Predictor(FixedModel(probabilities), CLASSES).predict(np.ones((3, 4)))
+    predictions = Predictor(FixedModel(probabilities), metadata_for(CLASSES)).predict(np.ones((3, 4)))
     assert predictions == [
         {"label": "virginica", "probabilities": {"setosa": 0.2, "versicolor": 0.3, "virginica": 0.5}},
         {"label": "setosa", "probabilities": {"setosa": 0.7, "versicolor": 0.2, "virginica": 0.1}},

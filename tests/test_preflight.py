@@ -156,7 +156,7 @@ def plant_debug_in_code(root):
 
 
 def plant_metadata_version_mismatch(root):
-    path = root / "final_app" / "model" / "iris.json"
+    path = root / "final_app" / "model" / "model.json"
     data = json.loads(path.read_text())
     data["versions"]["scikit-learn"] = "1.8.0"
     path.write_text(json.dumps(data, indent=2))
@@ -213,7 +213,7 @@ def test_requirement_lines_heroku_installs_are_accepted(tmp_path, lines):
 
 def test_requirements_pin_for_scikit_learn_equals_the_model_metadata():
     pins = preflight.pinned_versions(ROOT)
-    metadata = json.loads((ROOT / "final_app" / "model" / "iris.json").read_text())
+    metadata = json.loads((ROOT / "final_app" / "model" / "model.json").read_text())
     for package in ("scikit-learn", "numpy", "scipy", "joblib"):
         assert pins[package] == metadata["versions"][package], package
 
@@ -223,6 +223,6 @@ def test_slugignore_keeps_lessons_and_tests_out_but_the_app_in():
     for name in ("lessons/04_model/app.py", "tests/test_preflight.py", "images/form.png",
                  "requirements-dev.txt"):
         assert preflight.ignored_by_slug(name, patterns), name
-    for name in ("final_app/app.py", "final_app/model/iris.joblib", "Procfile", "gunicorn.conf.py",
+    for name in ("final_app/app.py", "final_app/model/model.joblib", "Procfile", "gunicorn.conf.py",
                  "requirements.txt", ".python-version", "bin/post_compile"):
         assert not preflight.ignored_by_slug(name, patterns), name

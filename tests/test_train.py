@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from final_app.model import MODEL_DIR, installed_versions, load_model_and_metadata, sha256_of
+from final_app.artifact import MODEL_DIR, installed_versions, load_model_and_metadata, sha256_of
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def retrained(tmp_path_factory):
 
 def test_retrained_model_loads_through_the_verification(retrained):
     model, metadata = load_model_and_metadata(retrained)
-    assert metadata["sha256"] == sha256_of((retrained / "iris.joblib").read_bytes())
+    assert metadata["sha256"] == sha256_of((retrained / "model.joblib").read_bytes())
     assert metadata["versions"] == installed_versions()
 
 
@@ -39,8 +39,8 @@ def test_retraining_gives_identical_predictions(retrained, trained, iris_rows):
 
 
 def test_retraining_with_the_same_versions_rewrites_the_same_metadata(retrained):
-    new = json.loads((retrained / "iris.json").read_text())
-    committed = json.loads((MODEL_DIR / "iris.json").read_text())
+    new = json.loads((retrained / "model.json").read_text())
+    committed = json.loads((MODEL_DIR / "model.json").read_text())
     if new["versions"] != committed["versions"]:
         pytest.fail(f"the installed versions {new['versions']} differ from the pins the model was "
                     f"trained with {committed['versions']}: install requirements.txt")
@@ -49,7 +49,7 @@ def test_retraining_with_the_same_versions_rewrites_the_same_metadata(retrained)
 
 
 def test_metadata_describes_features_in_model_order(retrained):
-    metadata = json.loads((retrained / "iris.json").read_text())
+    metadata = json.loads((retrained / "model.json").read_text())
     assert [feature["name"] for feature in metadata["features"]] == [
         "sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert metadata["classes"] == ["setosa", "versicolor", "virginica"]
@@ -57,7 +57,7 @@ def test_metadata_describes_features_in_model_order(retrained):
 
 
 def test_upper_bounds_leave_room_but_reject_millimetres(retrained, iris_rows):
-    features = json.loads((retrained / "iris.json").read_text())["features"]
+    features = json.loads((retrained / "model.json").read_text())["features"]
     largest = np.max(iris_rows, axis=0)
     for feature, biggest_seen in zip(features, largest):
         assert feature["min"] == 0 and feature["unit"] == "cm"
@@ -65,7 +65,7 @@ def test_upper_bounds_leave_room_but_reject_millimetres(retrained, iris_rows):
 
 
 def test_metrics_are_plausible(retrained):
-    metrics = json.loads((retrained / "iris.json").read_text())["metrics"]
+    metrics = json.loads((retrained / "model.json").read_text())["metrics"]
     assert metrics["train_rows"] + metrics["holdout_rows"] == 150
     assert metrics["cv_folds"] == 5
     assert 0.85 <= metrics["holdout_accuracy"] <= 1

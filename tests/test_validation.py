@@ -7,18 +7,20 @@ import pytest
 from final_app.validation import InstanceValidator, RequestError, feature_label, parse_form, parse_json
 
 FEATURES = [
-    {"name": "sepal_length", "unit": "cm", "min": 0, "max": 16},
-    {"name": "sepal_width", "unit": "cm", "min": 0, "max": 9},
-    {"name": "petal_length", "unit": "cm", "min": 0, "max": 14},
-    {"name": "petal_width", "unit": "cm", "min": 0, "max": 5},
+    {"name": "sepal_length", "type": "number", "unit": "cm", "min": 0, "max": 16, "nullable": False},
+    {"name": "sepal_width", "type": "number", "unit": "cm", "min": 0, "max": 9, "nullable": False},
+    {"name": "petal_length", "type": "number", "unit": "cm", "min": 0, "max": 14, "nullable": False},
+    {"name": "petal_width", "type": "number", "unit": "cm", "min": 0, "max": 5, "nullable": False},
 ]
 NAMES = [feature["name"] for feature in FEATURES]
+EXAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
+METADATA = {"input": "array", "array_dtype": "float64", "features": FEATURES, "example": EXAMPLE_ROW}
 
 
 @pytest.fixture
 def validator():
     """A validator for the four iris features, with a small row limit."""
-    return InstanceValidator(FEATURES, max_rows=5)
+    return InstanceValidator(METADATA, max_rows=5)
 
 
 def test_list_and_object_rows_come_out_in_model_order(validator):
@@ -268,15 +270,16 @@ def test_feature_label():
 
 def test_parse_form_good():
     row, errors = parse_form({"sepal_length": " 5.1 ", "sepal_width": "3.5", "petal_length": "1e0",
-                              "petal_width": "0"}, FEATURES)
+                              "petal_width": "0"}, FEATURES, EXAMPLE_ROW)
     assert (row, errors) == ([5.1, 3.5, 1.0, 0.0], {})
 
 
 def test_parse_form_reports_every_bad_field():
-    row, errors = parse_form({"sepal_length": "", "sepal_width": "three", "petal_length": "-0.5"}, FEATURES)
+    row, errors = parse_form({"sepal_length": "", "sepal_width": "three", "petal_length": "-0.5"}, FEATURES,
+                             EXAMPLE_ROW)
     assert errors == {
         "sepal_length": "Enter the sepal length in cm.",
-        "sepal_width": "Enter a number in cm, like 5.1.",
+        "sepal_width": "Enter a number in cm, like 3.5.",
         "petal_length": "Enter a number from 0 to 14 cm.",
         "petal_width": "Enter the petal width in cm.",
     }

@@ -16,7 +16,7 @@ from flask import Flask, request
 
 # final_app/ is two folders up: put the repository root on Python's import path to reuse it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
-from final_app.model import load_model_and_metadata  # noqa: E402
+from final_app.artifact import load_model_and_metadata  # noqa: E402
 from final_app.validation import InstanceValidator, RequestError, parse_json  # noqa: E402
 
 app = Flask(__name__)
