@@ -116,16 +116,19 @@ def default_bounds(low, high, integer):
     """Return the accepted range for a number seen from low to high in training.
 
     The range widens the training range by its own width on each side (a value twice as far out
-    as anything seen is still accepted), but does not go below 0 when no training value did,
-    so that a quantity that cannot be negative stays so. Pass bounds= to choose your own.
+    as anything seen is still accepted), rounded outwards to a tenth of the width's order of
+    magnitude, and does not go below 0 when no training value did, so that a quantity that
+    cannot be negative stays so. Pass bounds= to choose your own.
     """
     width = (high - low) or max(abs(high), 1)
-    lower, upper = low - width, high + width
+    step = 10 ** math.floor(math.log10(width)) / 10
+    lower = math.floor((low - width) / step) * step
+    upper = math.ceil((high + width) / step) * step
     if low >= 0:
         lower = max(lower, 0)
     if integer:
         return math.floor(lower), math.ceil(upper)
-    return float(lower), float(upper)
+    return round(lower, 12), round(upper, 12)
 
 
 def column_kind(column):
