@@ -122,8 +122,9 @@ def default_bounds(low, high, integer):
     """
     width = (high - low) or max(abs(high), 1)
     step = 10 ** math.floor(math.log10(width)) / 10
-    lower = math.floor((low - width) / step) * step
-    upper = math.ceil((high + width) / step) * step
+    # round() first, so that 0.7000000000000001 steps of 0.1 count as 7, not 8
+    lower = math.floor(round((low - width) / step, 9)) * step
+    upper = math.ceil(round((high + width) / step, 9)) * step
     if low >= 0:
         lower = max(lower, 0)
     if integer:
@@ -215,7 +216,11 @@ def predictions_of(model, X, task):
 
 
 def mark_nullable(model, metadata, rows):
-    """Keep "nullable" only on features where the model really predicts with the value missing."""
+    """Keep "nullable" only on features where the model really predicts with the value missing.
+
+    Each such feature is emptied, alone, in training rows that have no other missing value.
+    """
+    rows = [row for row in rows if None not in row] or rows
     for index, feature in enumerate(metadata["features"]):
         if not feature["nullable"]:
             continue
@@ -247,6 +252,7 @@ def check_round_trip(model, X, columns, metadata):
         if want.shape != got.shape or not np.array_equal(want, got, equal_nan=want.dtype.kind == "f"):
             raise ValueError("the model answers differently when its input is rebuilt from the "
                              "schema: check that X is the data the model was fitted on")
+    return rows
 
 
 def json_plain(values):
@@ -303,11 +309,11 @@ def save_model(model, X, model_dir, *, feature_names=None, name="model", title=N
     if task == "classification":
         metadata["classes"] = json_plain(model.classes_)
         metadata["probabilities"] = hasattr(model, "predict_proba")
-    rows = training_rows(columns, rows_to_check(columns))
+    rows = training_rows(columns, range(min(CHECK_ROWS * 5, len(columns[0][1]))))
     mark_nullable(model, metadata, rows)
-    check_round_trip(model, X, columns, metadata)
+    accepted = check_round_trip(model, X, columns, metadata)
     # A row to show in messages and the documentation, and for final_app.check to predict.
-    metadata["example"] = next(row for row in rows if None not in row) if any(None not in row for row in rows) else rows[0]
+    metadata["example"] = next((row for row in accepted if None not in row), accepted[0])
     libraries = PINNED_LIBRARIES + (("pandas",) if metadata["input"] == "dataframe" else ())
 
     model_dir = pathlib.Path(model_dir)
