@@ -132,7 +132,18 @@ def default_bounds(low, high, integer):
     return round(lower, 12), round(upper, 12)
 
 
-def column_kind(column):
+def present_values(column):
+    """Return a column (Series or 1-D array) without its missing values."""
+    if hasattr(column, "dropna"):
+        return column.dropna()
+    if column.dtype.kind == "f":
+        return column[~np.isnan(column)]
+    if column.dtype.kind == "O":
+        return column[np.array([not is_missing(value) for value in column], dtype=bool)]
+    return column
+
+
+def column_kind(column, present):
     """Return "number", "integer", "boolean" or "category" for a column's dtype and values."""
     dtype = column.dtype
     if getattr(dtype, "name", "") == "category":
@@ -144,27 +155,27 @@ def column_kind(column):
         return "integer"
     if kind == "f":
         return "number"
-    present = {type(plain(value)) for value in column if not is_missing(value)}
-    if present == {bool}:
+    types = {type(plain(value)) for value in present}
+    if types == {bool}:
         return "boolean"
-    if present and present <= {str}:
+    if types and types <= {str}:
         return "category"
     raise ValueError(f"cannot tell what type of value the column holds ({dtype}, values of type "
-                     f"{', '.join(sorted(kind.__name__ for kind in present)) or 'none'}): convert it to "
+                     f"{', '.join(sorted(kind.__name__ for kind in types)) or 'none'}): convert it to "
                      "numbers, text or a pandas category first")
 
 
-def describe_feature(name, column, kind, bounds=None, unit=None):
+def describe_feature(name, column, bounds=None, unit=None):
     """Return the schema entry of one feature from its training column."""
-    values = [plain(value) for value in column]
-    present = [value for value in values if not is_missing(value)]
+    present = present_values(column)
+    kind = column_kind(column, present)
     feature = {"name": name, "type": kind, "dtype": str(column.dtype)}
     if unit:
         feature["unit"] = unit
     if kind in ("number", "integer"):
-        if not present:
+        if not len(present):
             raise ValueError(f"feature {name!r} has no values in the training data")
-        low, high = bounds or default_bounds(min(present), max(present), kind == "integer")
+        low, high = bounds or default_bounds(plain(present.min()), plain(present.max()), kind == "integer")
         feature["min"], feature["max"] = plain(low), plain(high)
     elif kind == "category":
         categories = getattr(column.dtype, "categories", None)
@@ -172,8 +183,8 @@ def describe_feature(name, column, kind, bounds=None, unit=None):
             feature["values"] = [plain(value) for value in categories]
             feature["ordered"] = bool(column.dtype.ordered)
         else:
-            feature["values"] = sorted(set(present))
-    feature["nullable"] = len(present) < len(values)
+            feature["values"] = sorted({plain(value) for value in present})
+    feature["nullable"] = len(present) < len(column)
     return feature
 
 
@@ -301,7 +312,7 @@ def save_model(model, X, model_dir, *, feature_names=None, name="model", title=N
         "target": target,
         "task": task,
         "input": "dataframe" if fitted_names is not None else "array",
-        "features": [describe_feature(name_, column, column_kind(column), bounds.get(name_), units.get(name_))
+        "features": [describe_feature(name_, column, bounds.get(name_), units.get(name_))
                      for name_, column in columns],
     }
     if not is_data_frame(X):
