@@ -42,12 +42,17 @@ def penguin_species_model():
     return make_pipeline(columns, LogisticRegression(max_iter=1000, random_state=SEED))
 
 
-def train_species(model_dir):
-    """Train the species classifier on 3/4 of the penguins, save it into model_dir; return its metadata."""
+def species_data():
+    """Return (X_train, X_test, y_train, y_test): 3/4 of the penguins to train on, 1/4 held out."""
     penguins = load_penguins()
     X = penguins[["island", "sex", *SIZES, "body_mass_g"]]
     y = penguins["species"]
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=SEED)
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=SEED)
+
+
+def train_species(model_dir):
+    """Train the species classifier on 3/4 of the penguins, save it into model_dir; return its metadata."""
+    X_train, X_test, y_train, y_test = species_data()
     model = penguin_species_model().fit(X_train, y_train)
     return save_model(model, X_train, model_dir, name="penguins-logreg", title="Penguin species",
                       description="Where a penguin lives and how big it is: the model tells "
@@ -57,15 +62,24 @@ def train_species(model_dir):
                                "train_rows": len(X_train), "holdout_rows": len(X_test)})
 
 
-def train_mass(model_dir):
-    """Train the body-mass regressor on 3/4 of the penguins, save it into model_dir; return its metadata."""
+def mass_data():
+    """Return (X_train, X_test, y_train, y_test) for body mass: the text columns as pandas categories."""
     penguins = load_penguins().dropna(subset=["body_mass_g"])
     X = penguins[["species", "island", "sex", *SIZES]].astype(
         {"species": "category", "island": "category", "sex": "category"})
     y = penguins["body_mass_g"]
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=SEED)
-    model = HistGradientBoostingRegressor(categorical_features="from_dtype", max_iter=100,
-                                          random_state=SEED).fit(X_train, y_train)
+    return train_test_split(X, y, test_size=0.25, random_state=SEED)
+
+
+def penguin_mass_model():
+    """Return an untrained regressor that takes missing values and pandas categories as they are."""
+    return HistGradientBoostingRegressor(categorical_features="from_dtype", max_iter=100, random_state=SEED)
+
+
+def train_mass(model_dir):
+    """Train the body-mass regressor on 3/4 of the penguins, save it into model_dir; return its metadata."""
+    X_train, X_test, y_train, y_test = mass_data()
+    model = penguin_mass_model().fit(X_train, y_train)
     return save_model(model, X_train, model_dir, name="penguin-mass-hgb", title="Penguin body mass",
                       description="The species, home and size of a penguin: the model estimates "
                                   "its body mass in grams.",
