@@ -5,10 +5,13 @@ own requirements into bench/.venv):
 
     .venv/bin/python bench/run.py [--rounds 7] [--seconds 5] [--connections 8] [--with-tests]
 
-Both apps run at once on loopback, each on a free port, with 2 workers: final_app under
-its own Procfile command with WEB_CONCURRENCY=2, the reference under uvicorn. Each round
-loads each app in turn with the same request; the report quotes medians over rounds,
-because this machine is shared and noisy. Every server started here is stopped on exit.
+Two models, each served by two apps: the iris model (final_app's own; reference
+bench/reference_app.py) and lesson 08's penguin classifier, fitted on a pandas DataFrame
+(final_app with MODEL_DIR set; reference bench/reference_penguins.py). All four apps run at
+once on loopback, each on a free port, with 2 workers: final_app under its own Procfile
+command with WEB_CONCURRENCY=2, the references under uvicorn. Each round loads each app in
+turn with the same request; the report quotes medians over rounds, because this machine is
+shared and noisy. Every server started here is stopped on exit.
 """
 import argparse
 import contextlib
@@ -28,29 +31,40 @@ import tempfile
 import time
 
 import numpy
+import pandas
 import psutil
 import sklearn.datasets
+from palmerpenguins import load_penguins  # the data set ships with the package: no download
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # import final_app from this checkout
 sys.path.insert(0, str(ROOT / "lessons"))  # lesson_helpers: free_port(), stop()
 sys.path.insert(0, str(ROOT / "lessons" / "07_performance"))  # measure: the lesson's tools
 
-from final_app.linear import fast_predict_proba, rows_within_bounds  # noqa: E402
-from final_app.artifact import load_model  # noqa: E402
+from final_app.linear import fast_predict, rows_within_bounds  # noqa: E402
+from final_app.artifact import load_model_and_metadata  # noqa: E402
 from lesson_helpers import free_port, stop  # noqa: E402
 import measure  # noqa: E402
 
 BATCH_ROWS = 1000
+PENGUINS_DIR = ROOT / "lessons" / "08_own_model" / "models" / "penguins"
+SIZES = {"single": 1, "batch": BATCH_ROWS}  # the two requests sent to every app: rows per request
 DEFAULT_OUTPUT = ROOT / "bench" / "RESULTS.md"
 LESSON_NOTEBOOK = ROOT / "lessons" / "07_performance" / "07_performance.ipynb"
 TARGETS = {  # name: (what it means, threshold, True if higher is better)
-    "single_ratio": ("single-row req/s, final_app / reference", 1.2, True),
-    "batch_ratio": ("1000-row rows/s, final_app / reference", 3.0, True),
-    "batch_of_limit": ("1000-row rows/s, final_app / in-process limit", 0.30, True),
+    "single_ratio": ("iris single-row req/s, final_app / reference", 1.2, True),
+    "batch_ratio": ("iris 1000-row rows/s, final_app / reference", 3.0, True),
+    "batch_of_limit": ("iris 1000-row rows/s, final_app / in-process limit", 0.30, True),
+    "penguins_single_ratio": ("penguins single-row req/s, final_app / reference", 1.0, True),
+    "penguins_batch_ratio": ("penguins 1000-row rows/s, final_app / reference", 1.0, True),
     "boot_seconds": ("final_app spawn to first /health 200 (s)", 1.5, False),
     "pss_workers_mb": ("final_app PSS of the 2 workers (MB)", 160, False),
 }
+
+
+RATIO_TARGETS = {"single_ratio": ("iris", "single"), "batch_ratio": ("iris", "batch"),
+                 "penguins_single_ratio": ("penguins", "single"),
+                 "penguins_batch_ratio": ("penguins", "batch")}
 
 
 def parse_args(argv):
@@ -67,6 +81,8 @@ def parse_args(argv):
     parser.add_argument("--tests-seconds", type=float, help="record a test-suite time measured elsewhere")
     parser.add_argument("--output", type=pathlib.Path, default=DEFAULT_OUTPUT,
                         help="where to write the report (the default also re-runs lesson 07)")
+    parser.add_argument("--no-lesson", action="store_true",
+                        help="do not re-run lesson 07's notebook after writing the default report")
     parser.add_argument("--load-tool", choices=["wrk", "python"],
                         help="force a load generator (default: wrk if installed)")
     return parser.parse_args(argv)
@@ -78,6 +94,20 @@ def sample_rows(count):
     return numpy.resize(features, (count, features.shape[1])).tolist()
 
 
+def penguin_table(metadata, count=None):
+    """The real penguins, the model's columns only (count rows: the table repeated), as a DataFrame."""
+    table = load_penguins()[[feature["name"] for feature in metadata["features"]]]
+    if count is not None:
+        table = table.iloc[numpy.resize(numpy.arange(len(table)), count)]
+    return table.reset_index(drop=True)
+
+
+def penguin_records(table):
+    """The rows of a penguin table as JSON objects, a missing value as None (sent as null)."""
+    return [{name: None if pandas.isna(value) else value for name, value in row.items()}
+            for row in table.to_dict("records")]
+
+
 def final_app_command():
     """The web command from the Procfile, run by a shell the way Heroku and honcho do."""
     for line in (ROOT / "Procfile").read_text().splitlines():
@@ -86,17 +116,20 @@ def final_app_command():
     raise SystemExit("Procfile has no web: line")
 
 
-def reference_command(python):
-    """uvicorn serving bench/reference_app.py with 2 worker processes."""
-    return [python, "-m", "uvicorn", "bench.reference_app:app", "--host", "127.0.0.1",
+def reference_command(python, module="bench.reference_app"):
+    """uvicorn serving a reference app module (bench/reference_app.py by default) with 2 worker processes."""
+    return [python, "-m", "uvicorn", f"{module}:app", "--host", "127.0.0.1",
             "--port", "{port}", "--workers", "2"]
 
 
-def app_environment(port, gunicorn_args):
-    """The environment both servers get: the Heroku-like settings, the port, the venv first."""
+def app_environment(port, gunicorn_args, model_dir=None):
+    """The environment every server gets: the Heroku-like settings, the port, the venv first."""
     env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
     env["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("FLASK_DEBUG", None)
+    env.pop("MODEL_DIR", None)  # the model is chosen here, not by the shell that ran the bench
+    if model_dir is not None:
+        env["MODEL_DIR"] = str(model_dir)
     # Options given here win over gunicorn.conf.py. Listen on loopback only: nobody else on
     # the network needs to reach a benchmark.
     env["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{port} {gunicorn_args}".strip()
@@ -106,10 +139,11 @@ def app_environment(port, gunicorn_args):
 class Server:
     """One app under test: how to start it, and the running process once started."""
 
-    def __init__(self, name, command, gunicorn_args=""):
+    def __init__(self, name, command, gunicorn_args="", model_dir=None):
         self.name = name
         self.command = command
         self.gunicorn_args = gunicorn_args
+        self.model_dir = model_dir
         self.process = None
         self.base_url = None
         self.log = tempfile.TemporaryFile(mode="w+")
@@ -120,7 +154,8 @@ class Server:
         self.base_url = f"http://127.0.0.1:{port}"
         argv = [part.replace("{port}", str(port)) for part in self.command]
         seconds, self.process = measure.boot_seconds(
-            argv, self.base_url + "/health", env=app_environment(port, self.gunicorn_args),
+            argv, self.base_url + "/health",
+            env=app_environment(port, self.gunicorn_args, self.model_dir),
             cwd=ROOT, log=self.log)
         if seconds is None:
             self.stop()
@@ -158,19 +193,95 @@ def post_json(url, payload):
         return error.code, json.load(error)
 
 
-def check_same_answers(servers, model, classes, rows):
-    """Both apps must answer like the model itself, and reject the same bad input."""
-    expected = model.predict_proba(numpy.array(rows))
-    for server in servers:
+class Comparison:
+    """One model, the two apps that serve it, and the rows the benchmark sends them."""
+
+    def __init__(self, name, model_dir, reference_module, args):
+        self.name = name
+        self.model, self.metadata = load_model_and_metadata(model_dir)
+        self.servers = [
+            Server("final_app", final_app_command(), args.gunicorn_args, model_dir),
+            Server("reference", reference_command(args.reference_python, reference_module),
+                   model_dir=model_dir),
+        ]
+        self.rows = []  # BATCH_ROWS rows as the JSON body holds them; a request sends the first n
+        self.model_rows = None  # the same rows as the model takes them, for the in-process figure
+        self.in_process = None  # what the apps ask of the model, timed on model_rows with no web
+        self.check_rows = []  # rows whose answers must be the model's own before any timing
+        self.check_input = None  # the same rows as the model takes them
+        self.bad_rows = []  # values of "instances" that both apps must refuse with a 400
+        self.rows_described = ""  # what the rows are, for the report
+
+
+def iris_comparison(args):
+    """final_app's own iris model against bench/reference_app.py; rows sent as lists of 4 numbers."""
+    comparison = Comparison("iris", None, "bench.reference_app", args)
+    comparison.rows = sample_rows(BATCH_ROWS)
+    comparison.model_rows = numpy.array(comparison.rows)
+    comparison.in_process = comparison.model.predict_proba  # the limit, as the targets define it
+    comparison.check_rows = comparison.rows[:50]
+    comparison.check_input = numpy.array(comparison.check_rows)
+    comparison.bad_rows = [[[1, 2, 3]], [[1, 2, 3, "x"]], [[1, 2, 3, 1e9]], []]
+    comparison.rows_described = "real iris measurements (the 150 repeated), sent as lists"
+    return comparison
+
+
+def predict_and_predict_proba(model):
+    """Return a function of X that makes both calls the apps make for a classifier."""
+    def both(X):
+        return model.predict(X), model.predict_proba(X)
+    return both
+
+
+def penguin_bad_rows(good):
+    """Values of "instances" built from one good penguin row, each with one thing wrong."""
+    missing_key = {name: value for name, value in good.items() if name != "sex"}
+    return [[dict(good, island="Mars")], [dict(good, island=None)], [dict(good, bill_length_mm="x")],
+            [dict(good, bill_length_mm=1e9)], [dict(good, wings=2)], [missing_key], []]
+
+
+def penguins_comparison(args):
+    """Lesson 08's penguin classifier (a DataFrame with text and missing values) on both apps."""
+    comparison = Comparison("penguins", PENGUINS_DIR, "bench.reference_penguins", args)
+    batch = penguin_table(comparison.metadata, BATCH_ROWS)
+    comparison.rows = penguin_records(batch)
+    comparison.model_rows = batch
+    comparison.in_process = predict_and_predict_proba(comparison.model)
+    comparison.check_input = penguin_table(comparison.metadata)  # every penguin, once
+    comparison.check_rows = penguin_records(comparison.check_input)
+    comparison.bad_rows = penguin_bad_rows(comparison.rows[0])
+    with_missing = int(batch.isna().any(axis=1).sum())
+    comparison.rows_described = (
+        f"real penguins from palmerpenguins.load_penguins() (the {len(comparison.check_rows)} repeated),"
+        f" sent as objects with a missing value as null ({with_missing} of the {BATCH_ROWS} rows have"
+        " one; the single row has none)")
+    return comparison
+
+
+def probability_key(name):
+    """A class name as the apps write it as a JSON object key ("setosa"; 1 becomes "1")."""
+    return name if isinstance(name, str) else json.dumps(name)
+
+
+def check_same_answers(comparison):
+    """Both apps must answer exactly like the model itself, and refuse the same bad input."""
+    model, rows = comparison.model, comparison.check_rows
+    labels = model.predict(comparison.check_input).tolist()
+    probabilities = model.predict_proba(comparison.check_input)
+    keys = [probability_key(name) for name in comparison.metadata["classes"]]
+    for server in comparison.servers:
+        where = f"{comparison.name} {server.name}"
         status, body = post_json(server.base_url + "/predict", {"instances": rows})
-        assert status == 200, f"{server.name}: /predict answered {status}: {body}"
-        for row, prediction in zip(expected, body["predictions"]):
-            assert prediction["label"] == classes[int(row.argmax())], server.name
-            got = [prediction["probabilities"][name] for name in classes]
-            assert numpy.allclose(got, row), f"{server.name}: {got} != {row}"
-        for bad in ([[1, 2, 3]], [[1, 2, 3, "x"]], [[1, 2, 3, 1e9]], []):
+        assert status == 200, f"{where}: /predict answered {status}: {body}"
+        predictions = body["predictions"]
+        assert [prediction["label"] for prediction in predictions] == labels, f"{where}: labels differ"
+        got = numpy.array([[prediction["probabilities"][key] for key in keys] for prediction in predictions])
+        assert numpy.array_equal(got, probabilities), f"{where}: probabilities differ from predict_proba"
+        for bad in comparison.bad_rows:
             status, body = post_json(server.base_url + "/predict", {"instances": bad})
-            assert status == 400 and "message" in body["error"], f"{server.name}: {bad}: {status}"
+            assert status == 400 and "message" in body["error"], f"{where}: {bad}: {status}"
+    print(f"  {comparison.name}: both apps give the model's own answers on {len(rows)} rows "
+          f"and refuse {len(comparison.bad_rows)} bad requests", flush=True)
 
 
 def wrk_load(url, body_path, seconds, connections):
@@ -217,32 +328,50 @@ def load(tool, url, body_path, seconds, connections):
     return result
 
 
-def run_rounds(args, tool, servers, bodies, predict_proba, batch):
-    """Each round: the in-process limit, then each scenario on each app in turn.
+def write_bodies(comparisons, folder):
+    """Write each request body to a file in folder; return {(model, size): path}."""
+    bodies = {}
+    for comparison in comparisons:
+        for size, count in SIZES.items():
+            path = pathlib.Path(folder) / f"{comparison.name}-{size}.json"
+            path.write_text(json.dumps({"instances": comparison.rows[:count]}))
+            bodies[(comparison.name, size)] = path
+    return bodies
 
-    The order of the apps alternates between rounds, and the limit is measured in every
-    round too, so that a busy moment on the machine hits every figure, not just one.
+
+def run_rounds(args, tool, comparisons, bodies):
+    """Each round: each model's in-process figure, then each request on each app in turn.
+
+    The order of the apps alternates between rounds, and the in-process figures are measured
+    in every round too, so that a busy moment on the machine hits every figure, not just one.
     """
-    results = {(server.name, scenario): [] for server in servers for scenario in bodies}
-    results["limit"] = []
+    results = {}
     for round_number in range(args.rounds):
-        rate = measure.in_process_rate(predict_proba, batch)
-        results["limit"].append({"rows_per_s": rate})
-        print(f"  round {round_number + 1} in-process limit {rate:10.0f} rows/s", flush=True)
-        order = servers if round_number % 2 == 0 else servers[::-1]
-        for scenario, (body_path, rows) in bodies.items():
-            for server in order:
-                cpu_before = server.cpu_seconds()
-                result = load(tool, server.base_url + "/predict", body_path,
-                              args.seconds, args.connections)
-                result["rows_per_s"] = result["requests_per_s"] * rows
-                result["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / result["requests"]
-                results[(server.name, scenario)].append(result)
-                print(f"  round {round_number + 1} {scenario:6} {server.name:9} "
-                      f"{result['requests_per_s']:9.0f} req/s {result['rows_per_s']:10.0f} rows/s "
-                      f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
-                      f"CPU {result['cpu_ms']:6.3f} ms/request", flush=True)
+        for comparison in comparisons:
+            rate = measure.in_process_rate(comparison.in_process, comparison.model_rows)
+            results.setdefault((comparison.name, "limit"), []).append({"rows_per_s": rate})
+            print(f"  round {round_number + 1} {comparison.name:8} in-process {rate:10.0f} rows/s",
+                  flush=True)
+        for comparison in comparisons:
+            order = comparison.servers if round_number % 2 == 0 else comparison.servers[::-1]
+            for size, rows in SIZES.items():
+                for server in order:
+                    result = load_one(args, tool, server, bodies[(comparison.name, size)], rows)
+                    results.setdefault((comparison.name, server.name, size), []).append(result)
+                    print(f"  round {round_number + 1} {comparison.name:8} {size:6} {server.name:9} "
+                          f"{result['requests_per_s']:9.0f} req/s {result['rows_per_s']:10.0f} rows/s "
+                          f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
+                          f"CPU {result['cpu_ms']:6.3f} ms/request", flush=True)
     return results
+
+
+def load_one(args, tool, server, body_path, rows):
+    """Load one server with one request body; return the load result with rows/s and CPU per request."""
+    cpu_before = server.cpu_seconds()
+    result = load(tool, server.base_url + "/predict", body_path, args.seconds, args.connections)
+    result["rows_per_s"] = result["requests_per_s"] * rows
+    result["cpu_ms"] = (server.cpu_seconds() - cpu_before) * 1000 / result["requests"]
+    return result
 
 
 def median_of(runs, key):
@@ -270,7 +399,7 @@ def time_test_suite():
 
 def versions(python):
     """Versions of the packages that matter, as seen by the given Python."""
-    names = ["flask", "werkzeug", "gunicorn", "scikit-learn", "numpy", "fastapi", "starlette",
+    names = ["flask", "werkzeug", "gunicorn", "scikit-learn", "numpy", "pandas", "fastapi", "starlette",
              "pydantic", "uvicorn", "uvloop", "httptools"]
     code = ("import importlib.metadata as m, json, sys\n"
             "found = {}\n"
@@ -305,45 +434,40 @@ def main(argv=None):
     if not pathlib.Path(args.reference_python).exists():
         raise SystemExit(f"{args.reference_python} not found: `make bench` creates bench/.venv")
     tool = choose_load_tool(args.load_tool)
-    model = load_model()
-    metadata = json.loads((ROOT / "final_app/model/model.json").read_text())
-    rows = sample_rows(BATCH_ROWS)
-
-    batch = numpy.array(rows)
-    servers = [Server("final_app", final_app_command(), args.gunicorn_args),
-               Server("reference", reference_command(args.reference_python))]
-    report = {"tool": tool, "boot": {}, "pss": {}}
+    comparisons = [iris_comparison(args), penguins_comparison(args)]
+    servers = [server for comparison in comparisons for server in comparison.servers]
+    report = {"tool": tool, "boot": {}, "pss": {},
+              "rows": {comparison.name: comparison.rows_described for comparison in comparisons}}
     with tempfile.TemporaryDirectory() as scratch:
-        bodies = {}
-        for scenario, count in (("single", 1), ("batch", BATCH_ROWS)):
-            path = pathlib.Path(scratch) / f"{scenario}.json"
-            path.write_text(json.dumps({"instances": rows[:count]}))
-            bodies[scenario] = (path, count)
+        bodies = write_bodies(comparisons, scratch)
         try:
             print("boot: spawn to first 200 on /health ...", flush=True)
-            for server in servers:
-                times = []
-                for _ in range(args.rounds):
-                    times.append(server.start())
-                    server.stop()
-                report["boot"][server.name] = statistics.median(times)
-                print(f"  {server.name}: {report['boot'][server.name]:.2f} s", flush=True)
+            for comparison in comparisons:
+                for server in comparison.servers:
+                    seconds = median_boot_seconds(server, args.rounds)
+                    report["boot"][(comparison.name, server.name)] = seconds
+                    print(f"  {comparison.name} {server.name}: {seconds:.2f} s", flush=True)
             for server in servers:
                 server.start()
-            check_same_answers(servers, model, metadata["classes"], rows[:50])
+            print("answers: the same on both apps, before any timing ...", flush=True)
+            for comparison in comparisons:
+                check_same_answers(comparison)
             print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
                   f"{args.rounds} rounds", flush=True)
-            results = run_rounds(args, tool, servers, bodies, model.predict_proba, batch)
-            for server in servers:
-                measure.wait_for_workers(server.process.pid, 2)
-                report["pss"][server.name] = measure.process_tree_pss_mb(server.process.pid)
+            results = run_rounds(args, tool, comparisons, bodies)
+            for comparison in comparisons:
+                for server in comparison.servers:
+                    measure.wait_for_workers(server.process.pid, 2)
+                    report["pss"][(comparison.name, server.name)] = \
+                        measure.process_tree_pss_mb(server.process.pid)
         finally:
             for server in servers:
                 server.stop()
     report["results"] = results
-    # final_app's own model call, for context: the limit stays predict_proba, as the targets say.
-    direct = fast_predict_proba(model, rows_within_bounds(metadata["features"]))
-    report["direct_rows_per_s"] = measure.in_process_rate(direct, batch) if direct else None
+    # final_app's own model call for iris, for context: the limit stays predict_proba, as the targets say.
+    iris = comparisons[0]
+    direct = fast_predict(iris.model, rows_within_bounds(iris.metadata["features"]))
+    report["direct_rows_per_s"] = measure.in_process_rate(direct, iris.model_rows) if direct else None
     if args.with_tests:
         print("timing make test ...", flush=True)
         report["tests"] = time_test_suite()
@@ -354,7 +478,20 @@ def main(argv=None):
     pathlib.Path(args.output).write_text(text)
     print(text)
     if pathlib.Path(args.output) == DEFAULT_OUTPUT:
-        refresh_lesson()
+        if args.no_lesson:
+            print(f"{LESSON_NOTEBOOK.relative_to(ROOT)} shows bench/RESULTS.md: re-run it "
+                  "(tools/run_notebooks.py) so that its stored output matches", flush=True)
+        else:
+            refresh_lesson()
+
+
+def median_boot_seconds(server, rounds):
+    """Start and stop server rounds times; return the median seconds from spawn to first /health 200."""
+    times = []
+    for _ in range(rounds):
+        times.append(server.start())
+        server.stop()
+    return statistics.median(times)
 
 
 def refresh_lesson():
@@ -365,31 +502,29 @@ def refresh_lesson():
 
 
 def summarize(report):
-    """Medians per app and scenario, ratios, and each target's verdict."""
-    results = dict(report["results"])
-    limit = results.pop("limit")
+    """Medians per model, app and request size, ratios, and each target's verdict."""
+    results = report["results"]
     medians = {
         key: {field: median_of(runs, field)
               for field in ("requests_per_s", "rows_per_s", "p50_ms", "p99_ms", "cpu_ms")}
-        for key, runs in results.items()
+        for key, runs in results.items() if key[1] != "limit"
     }
-    report["limit_rows_per_s"] = median_of(limit, "rows_per_s")
-    final, reference = "final_app", "reference"
-    measured = {
-        "single_ratio": median_ratio(results[(final, "single")], results[(reference, "single")]),
-        "batch_ratio": median_ratio(results[(final, "batch")], results[(reference, "batch")]),
-        "batch_of_limit": median_ratio(results[(final, "batch")], limit),
-        "boot_seconds": report["boot"][final],
-        "pss_workers_mb": report["pss"][final]["workers_mb"],
-    }
-    # What the same ratios would be if each server were limited by CPU alone, as on a quiet
-    # machine: rows per CPU-second, from the median CPU time per request.
+    report["in_process_rows_per_s"] = {key[0]: median_of(runs, "rows_per_s")
+                                       for key, runs in results.items() if key[1] == "limit"}
+    report["limit_rows_per_s"] = report["in_process_rows_per_s"]["iris"]
+    measured, by_cpu = {}, {}
+    for name, (model, size) in RATIO_TARGETS.items():
+        final, reference = (model, "final_app", size), (model, "reference", size)
+        measured[name] = median_ratio(results[final], results[reference])
+        # What the same ratio would be if each server were limited by CPU alone, as on a quiet
+        # machine: rows per CPU-second, from the median CPU time per request.
+        by_cpu[name] = medians[reference]["cpu_ms"] / medians[final]["cpu_ms"]
+    iris_batch = ("iris", "final_app", "batch")
+    measured["batch_of_limit"] = median_ratio(results[iris_batch], results[("iris", "limit")])
     limit_cpu_ms = BATCH_ROWS * 1000 / report["limit_rows_per_s"]
-    by_cpu = {
-        "single_ratio": medians[(reference, "single")]["cpu_ms"] / medians[(final, "single")]["cpu_ms"],
-        "batch_ratio": medians[(reference, "batch")]["cpu_ms"] / medians[(final, "batch")]["cpu_ms"],
-        "batch_of_limit": limit_cpu_ms / medians[(final, "batch")]["cpu_ms"],
-    }
+    by_cpu["batch_of_limit"] = limit_cpu_ms / medians[iris_batch]["cpu_ms"]
+    measured["boot_seconds"] = report["boot"][("iris", "final_app")]
+    measured["pss_workers_mb"] = report["pss"][("iris", "final_app")]["workers_mb"]
     return {"medians": medians, "measured": measured, "verdicts": verdicts_for(measured),
             "by_cpu": by_cpu, "cpu_verdicts": verdicts_for(by_cpu)}
 
@@ -407,97 +542,144 @@ def shown(name, value):
     return f"{value:.0f}" if name == "pss_workers_mb" else f"{value:.2f}"
 
 
+MODEL_NAMES = ("iris", "penguins")  # the order of the report
+
+
 def render(args, report, summary):
     """The Markdown report."""
+    return "\n".join(header_lines(args, report) + throughput_lines(report, summary)
+                     + context_lines(report, summary) + target_lines(summary)
+                     + round_lines(report)) + "\n"
+
+
+def header_lines(args, report):
+    """The report's title, how it was measured, and on what."""
     facts = machine()
     final_versions = versions(sys.executable)
     reference_versions = versions(args.reference_python)
-    medians, measured, verdicts = summary["medians"], summary["measured"], summary["verdicts"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
+    return [
         "# Benchmark results",
         "",
-        "Written by `make bench` (bench/run.py). Both apps ran at the same time on loopback,",
-        "each with 2 worker processes, loaded in turn with the same requests; each figure is",
-        f"the median of {args.rounds} rounds. Ratios are what count: absolute numbers depend",
-        "on the machine, and this one is shared with other work.",
+        "Written by `make bench` (bench/run.py). Two models, each served by final_app and by a",
+        "FastAPI reference: all four apps ran at the same time on loopback, each with 2 worker",
+        "processes, loaded in turn with the same requests; each figure is the median of",
+        f"{args.rounds} rounds. Ratios are what count: absolute numbers depend on the machine, and",
+        "this one is shared with other work.",
         "",
         f"- date: {now}",
         f"- machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gb']:.1f} GB memory, "
         f"{facts['system']}, Python {facts['python']}",
         "- final_app: " + ", ".join(f"{k} {v}" for k, v in final_versions.items()
-                                    if k in ("flask", "werkzeug", "gunicorn", "scikit-learn", "numpy")),
+                                    if k in ("flask", "werkzeug", "gunicorn", "scikit-learn", "numpy",
+                                             "pandas")),
         f"  under the Procfile command, WEB_CONCURRENCY=2"
-        + (f", GUNICORN_CMD_ARGS=`{args.gunicorn_args}`" if args.gunicorn_args else ""),
-        "- reference (bench/reference_app.py): " + ", ".join(
-            f"{k} {v}" for k, v in reference_versions.items()
-            if k in ("fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools")),
+        + (f", GUNICORN_CMD_ARGS=`{args.gunicorn_args}`" if args.gunicorn_args else "")
+        + f"; for penguins with MODEL_DIR={PENGUINS_DIR.relative_to(ROOT)}",
+        "- references (bench/reference_app.py for iris, bench/reference_penguins.py for penguins): "
+        + ", ".join(f"{k} {v}" for k, v in reference_versions.items()
+                    if k in ("fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "pandas")),
         "  under `uvicorn --workers 2`",
-        f"- load: {report['tool']}, {args.connections} connections, {args.seconds:g} s per run;"
-        f" rows are real iris measurements sent as lists",
+        f"- load: {report['tool']}, {args.connections} connections, {args.seconds:g} s per run",
+        f"- iris rows: {report['rows']['iris']}",
+        f"- penguins rows: {report['rows']['penguins']}",
+        "- before any timing, both apps of each model answered a batch of its rows exactly as the",
+        "  model's own predict and predict_proba do, and refused the same bad requests with 400",
         "",
+    ]
+
+
+def throughput_lines(report, summary):
+    """The table of medians per model, request size and app, with the ratios."""
+    medians = summary["medians"]
+    lines = [
         "## Throughput and latency (medians)",
         "",
         "| scenario | app | requests/s | rows/s | p50 ms | p99 ms | server CPU ms per request |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for scenario in ("single", "batch"):
-        label = "1 row" if scenario == "single" else f"{BATCH_ROWS} rows"
-        for app in ("final_app", "reference"):
-            row = medians[(app, scenario)]
-            lines.append(f"| {label} | {app} | {row['requests_per_s']:.0f} | {row['rows_per_s']:.0f}"
-                         f" | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_ms']:.3f} |")
-        final, reference = medians[("final_app", scenario)], medians[("reference", scenario)]
-        ratio = median_ratio(report["results"][("final_app", scenario)],
-                             report["results"][("reference", scenario)])
-        lines.append(f"| {label} | **final_app / reference** | **{ratio:.2f}x** | | "
-                     f"{final['p50_ms'] / reference['p50_ms']:.2f}x | "
-                     f"{final['p99_ms'] / reference['p99_ms']:.2f}x | "
-                     f"{final['cpu_ms'] / reference['cpu_ms']:.2f}x |")
-    pss = report["pss"]
-    lines += [
+    for model in MODEL_NAMES:
+        for size, rows in SIZES.items():
+            label = f"{model}, {rows} row{'s' if rows > 1 else ''}"
+            for app in ("final_app", "reference"):
+                row = medians[(model, app, size)]
+                lines.append(f"| {label} | {app} | {row['requests_per_s']:.0f} | {row['rows_per_s']:.0f}"
+                             f" | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_ms']:.3f} |")
+            final, reference = medians[(model, "final_app", size)], medians[(model, "reference", size)]
+            ratio = median_ratio(report["results"][(model, "final_app", size)],
+                                 report["results"][(model, "reference", size)])
+            lines.append(f"| {label} | **final_app / reference** | **{ratio:.2f}x** | | "
+                         f"{final['p50_ms'] / reference['p50_ms']:.2f}x | "
+                         f"{final['p99_ms'] / reference['p99_ms']:.2f}x | "
+                         f"{final['cpu_ms'] / reference['cpu_ms']:.2f}x |")
+    return lines + [
         "",
         "The throughput ratio is the median of the ratios measured round by round; latency",
         "and CPU ratios are ratios of the medians: below 1, final_app is faster or cheaper.",
         "Server CPU per request (all processes of the server, user + system) suffers less from",
         "a busy machine than requests/s do, so it is the cross-check for the throughput ratios.",
         "",
+    ]
+
+
+def context_lines(report, summary):
+    """The in-process figures, start-up, memory and the test suite."""
+    measured, medians = summary["measured"], summary["medians"]
+    in_process = report["in_process_rows_per_s"]
+    penguins_final = medians[("penguins", "final_app", "batch")]["rows_per_s"]
+    penguins_reference = medians[("penguins", "reference", "batch")]["rows_per_s"]
+    boot, pss = report["boot"], report["pss"]
+    lines = [
         "## The limit, start-up and memory",
         "",
-        f"- in-process `predict_proba` on the same {BATCH_ROWS} rows (no web at all): "
-        f"{report['limit_rows_per_s']:.0f} rows/s on one core; final_app's batch rate is "
+        f"- iris: in-process `predict_proba` on the same {BATCH_ROWS} rows (no web at all): "
+        f"{in_process['iris']:.0f} rows/s on one core; final_app's batch rate is "
         f"{measured['batch_of_limit']:.0%} of it",
-        (f"- final_app's own model call on the same rows (final_app/linear.py: the same "
+        (f"- iris: final_app's own model call on the same rows (final_app/linear.py: the same "
          f"probabilities, computed without scikit-learn's input checks): "
          f"{report['direct_rows_per_s']:.0f} rows/s on one core"
          if report.get("direct_rows_per_s") else
-         "- final_app calls predict_proba itself: its model is not the one final_app/linear.py computes"),
-        f"- spawn to first 200 on /health: final_app {report['boot']['final_app']:.2f} s, "
-        f"reference {report['boot']['reference']:.2f} s",
-        f"- memory (PSS, after the load): final_app {pss['final_app']['workers_mb']:.0f} MB for "
-        f"{pss['final_app']['workers']} workers + {pss['final_app']['master_mb']:.0f} MB master; "
-        f"reference {pss['reference']['workers_mb']:.0f} MB for {pss['reference']['workers']} "
-        f"child processes + {pss['reference']['master_mb']:.0f} MB master",
+         "- iris: final_app calls predict_proba itself: its model is not the one final_app/linear.py computes"),
+        f"- penguins: in-process `predict` then `predict_proba` (both apps make both calls) on the same "
+        f"{BATCH_ROWS} rows as a DataFrame: {in_process['penguins']:.0f} rows/s on one core; the "
+        f"1000-row rate is {penguins_final / in_process['penguins']:.0%} of it for final_app, "
+        f"{penguins_reference / in_process['penguins']:.0%} for the reference (medians, 2 workers)",
     ]
+    for model in MODEL_NAMES:
+        lines.append(f"- {model}: spawn to first 200 on /health: final_app {boot[(model, 'final_app')]:.2f} s, "
+                     f"reference {boot[(model, 'reference')]:.2f} s")
+    for model in MODEL_NAMES:
+        final, reference = pss[(model, "final_app")], pss[(model, "reference")]
+        lines.append(
+            f"- {model}: memory (PSS, after the load): final_app {final['workers_mb']:.0f} MB for "
+            f"{final['workers']} workers + {final['master_mb']:.0f} MB master; reference "
+            f"{reference['workers_mb']:.0f} MB for {reference['workers']} child processes + "
+            f"{reference['master_mb']:.0f} MB master")
     if "tests" in report:
         seconds, passed, note = report["tests"]
         state = {True: "passed", False: "FAILED", None: "measured separately"}[passed]
         lines.append(f"- test suite (`make test`): {seconds:.0f} s, {state} ({note})")
     else:
         lines.append("- test suite: not timed in this run (add `--with-tests`)")
-    lines += [
-        "",
+    return lines + [""]
+
+
+def target_lines(summary):
+    """The targets table: each target's verdict from throughput and from CPU per request."""
+    measured, verdicts = summary["measured"], summary["verdicts"]
+    by_cpu, cpu_verdicts = summary["by_cpu"], summary["cpu_verdicts"]
+    lines = [
         "## Targets",
         "",
         "The throughput ratios are the targets as defined. The column after them asks the same",
         "question of the CPU time per request: the ratio each would have if both servers were",
         "limited by CPU alone, as on a machine doing nothing else. When the two verdicts differ,",
         "the machine was too busy for the throughput ratio to be trusted on its own.",
+        "Start-up and memory are final_app's with the iris model.",
         "",
         "| target | wanted | measured | met? | from CPU per request | met? |",
         "|---|---:|---:|---|---:|---|",
     ]
-    by_cpu, cpu_verdicts = summary["by_cpu"], summary["cpu_verdicts"]
     for name, (meaning, threshold, higher) in TARGETS.items():
         sign = ">=" if higher else "<="
         wanted = f"{threshold:.0%}" if name == "batch_of_limit" else f"{threshold:g}"
@@ -508,11 +690,19 @@ def render(args, report, summary):
         else:
             row += " | |"
         lines.append(row)
-    lines += ["", "## Every round", "", "| what | rows/s in each round |", "|---|---|"]
-    for key, runs in report["results"].items():
-        name = "in-process limit" if key == "limit" else f"{key[1]}: {key[0]}"
-        lines.append(f"| {name} | " + ", ".join(f"{run['rows_per_s']:.0f}" for run in runs) + " |")
-    return "\n".join(lines) + "\n"
+    return lines + [""]
+
+
+def round_lines(report):
+    """Every round's rows/s, so a disturbed round can be seen."""
+    lines = ["## Every round", "", "| what | rows/s in each round |", "|---|---|"]
+    results = report["results"]
+    for model in MODEL_NAMES:
+        keys = [(model, app, size) for size in SIZES for app in ("final_app", "reference")]
+        for key in keys + [(model, "limit")]:
+            name = f"{model} in-process" if key[1] == "limit" else f"{model} {key[2]}: {key[1]}"
+            lines.append(f"| {name} | " + ", ".join(f"{run['rows_per_s']:.0f}" for run in results[key]) + " |")
+    return lines
 
 
 if __name__ == "__main__":

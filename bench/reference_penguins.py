@@ -1,0 +1,116 @@
+"""The comparison for the penguins benchmark: lesson 08's species model behind FastAPI, written the usual way.
+
+This is NOT part of the tutorial's app. `make bench` runs it next to final_app (started with
+MODEL_DIR=lessons/08_own_model/models/penguins) so that bench/RESULTS.md can answer "how does
+the Flask app compare with the usual alternative, for a model fitted on a pandas DataFrame?".
+
+It is written as such a service usually is: a pydantic model per row (a Literal for each text
+column, Optional where a value may be missing, bounds for each number), a pandas DataFrame
+built from the validated rows with the training dtypes, then the model's predict and
+predict_proba. Everything it knows about the features comes from the model's metadata, and
+the artifact is loaded through final_app's own checked loader. It takes rows as objects
+({"island": "Dream", "sex": null, ...}), the form the benchmark sends, and gives the same
+answers in the same shape as final_app.
+
+Run from the repository root:  uvicorn bench.reference_penguins:app --workers 2 --port 8001
+"""
+import os
+import pathlib
+from typing import Annotated, Literal, Optional
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from final_app.artifact import load_model_and_metadata
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODEL_DIR = os.environ.get("MODEL_DIR") or ROOT / "lessons" / "08_own_model" / "models" / "penguins"
+MODEL, METADATA = load_model_and_metadata(MODEL_DIR)
+FEATURES = METADATA["features"]
+NAMES = [feature["name"] for feature in FEATURES]
+DTYPES = {feature["name"]: feature["dtype"] for feature in FEATURES}
+CLASSES = [str(name) for name in METADATA["classes"]]
+MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "10000"))
+
+
+def value_type(feature):
+    """The pydantic type of one feature's value: a Literal of its values, or a bounded strict number."""
+    if feature["type"] == "category":
+        return Literal[tuple(feature["values"])]
+    if feature["type"] == "boolean":
+        return Annotated[bool, Field(strict=True)]
+    number = int if feature["type"] == "integer" else float
+    return Annotated[number, Field(strict=True, ge=feature["min"], le=feature["max"], allow_inf_nan=False)]
+
+
+def field_type(feature):
+    """The value's type, or None as well where the metadata says the value may be missing."""
+    kind = value_type(feature)
+    return Optional[kind] if feature["nullable"] else kind
+
+
+# One row: exactly the named features, each required (a missing value is sent as null).
+Row = create_model(
+    "Row",
+    __config__=ConfigDict(extra="forbid"),
+    **{feature["name"]: (field_type(feature), ...) for feature in FEATURES},
+)
+
+
+class PredictRequest(BaseModel):
+    """The body of POST /predict."""
+
+    model_config = ConfigDict(extra="forbid")
+    instances: Annotated[list[Row], Field(min_length=1, max_length=MAX_BATCH_ROWS)]
+
+
+class Prediction(BaseModel):
+    """One row's answer."""
+
+    label: str
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    """The body of a successful POST /predict."""
+
+    model_version: str
+    predictions: list[Prediction]
+
+
+app = FastAPI(title="penguins reference (FastAPI)", docs_url=None, redoc_url=None)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(request: Request, error: RequestValidationError):
+    """Answer bad input with 400 and the same error shape as final_app."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"][1:])
+    return JSONResponse({"error": {"message": f"{where}: {first['msg']}"}}, status_code=400)
+
+
+@app.get("/health")
+def health():
+    """Cheap liveness answer."""
+    return {"status": "ok", "model_version": METADATA["model_version"]}
+
+
+def data_frame(instances):
+    """The validated rows as the DataFrame the model was fitted on: same columns, order and dtypes."""
+    return pd.DataFrame([row.model_dump() for row in instances], columns=NAMES).astype(DTYPES)
+
+
+# `async def`, as in bench/reference_app.py: a plain `def` endpoint would run in a thread pool,
+# which costs more CPU per request.
+@app.post("/predict", response_model=PredictResponse)
+async def predict(body: PredictRequest):
+    """Predict the species and class probabilities for every row."""
+    X = data_frame(body.instances)
+    labels = MODEL.predict(X).tolist()
+    probabilities = MODEL.predict_proba(X).tolist()
+    predictions = [{"label": str(label), "probabilities": dict(zip(CLASSES, row))}
+                   for label, row in zip(labels, probabilities)]
+    return {"model_version": METADATA["model_version"], "predictions": predictions}
