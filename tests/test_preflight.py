@@ -226,3 +226,41 @@ def test_slugignore_keeps_lessons_and_tests_out_but_the_app_in():
     for name in ("final_app/app.py", "final_app/model/model.joblib", "Procfile", "gunicorn.conf.py",
                  "requirements.txt", ".python-version", "bin/post_compile"):
         assert not preflight.ignored_by_slug(name, patterns), name
+
+
+# --- MODEL_DIR: the model a learner serves instead of iris ---------------------------------------
+
+PENGUINS = ROOT / "lessons" / "08_own_model" / "models" / "penguins"
+
+
+def failed_lines(root):
+    """The lines of the static checks that failed on root."""
+    return [check.line() for check in static_checks(root)]
+
+
+def test_model_dir_under_a_slugignored_folder_fails(repo_copy, monkeypatch):
+    shutil.copytree(PENGUINS, repo_copy / "lessons" / "mine")
+    shutil.copy2(ROOT / ".slugignore", repo_copy / ".slugignore")
+    monkeypatch.setenv("MODEL_DIR", "lessons/mine")
+    assert any(".slugignore removes lessons/mine/model.joblib" in line for line in failed_lines(repo_copy))
+
+
+def test_model_dir_outside_the_repository_fails(repo_copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "elsewhere"))
+    assert any("is outside the repository" in line for line in failed_lines(repo_copy))
+
+
+def test_model_dir_without_its_files_fails(repo_copy, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", "models/penguins")
+    assert any("models/penguins/model.joblib, models/penguins/model.json would not be pushed" in line
+               for line in failed_lines(repo_copy))
+
+
+def test_model_dir_model_needs_its_pandas_pin(repo_copy, monkeypatch):
+    shutil.copytree(PENGUINS, repo_copy / "models" / "penguins")
+    monkeypatch.setenv("MODEL_DIR", "models/penguins")
+    pandas = json.loads((PENGUINS / "model.json").read_text())["versions"]["pandas"]
+    assert any(f"pandas: model {pandas}, requirements.txt not pinned" in line for line in failed_lines(repo_copy))
+    with (repo_copy / "requirements.txt").open("a") as file:
+        file.write(f"pandas=={pandas}\n")
+    assert failed_lines(repo_copy) == []

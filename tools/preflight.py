@@ -365,13 +365,58 @@ def check_debug_off(root, probe, settings, gunicorn_args):
                    "changes how errors are handled; remove these settings")]
 
 
+def model_dir_setting(root):
+    """Return MODEL_DIR as set here (as you will set it on Heroku), relative to root, or None.
+
+    The dyno starts the web process in the repository's top folder, so a relative MODEL_DIR
+    means the same folder there as here.
+    """
+    setting = os.environ.get("MODEL_DIR")
+    if not setting:
+        return None
+    folder = pathlib.Path(setting)
+    if folder.is_absolute():
+        try:
+            return folder.resolve().relative_to(root).as_posix()
+        except ValueError:
+            return setting
+    return folder.as_posix().rstrip("/")
+
+
+def check_model_dir(root, files):
+    """When MODEL_DIR is set, the folder it names is pushed, and kept by .slugignore, with both files."""
+    folder = model_dir_setting(root)
+    if folder is None:
+        return []
+    if pathlib.Path(folder).is_absolute():
+        return [failed(f"MODEL_DIR={folder} is outside the repository: the dyno will not have it",
+                       "put the model folder inside the repository and set MODEL_DIR to its path "
+                       "from the top folder (heroku config:set MODEL_DIR=that/path)")]
+    needed = [f"{folder}/model.joblib", f"{folder}/model.json"]
+    missing = [name for name in needed if name not in files]
+    if missing:
+        return [failed(f"MODEL_DIR={folder}: {', '.join(missing)} would not be pushed (on Heroku: H10)",
+                       "save the model there with save_model, then commit both files")]
+    patterns = slugignore_patterns(root)
+    removed = [name for name in needed if ignored_by_slug(name, patterns)]
+    if removed:
+        return [failed(f"MODEL_DIR={folder}: .slugignore removes {', '.join(removed)} before the build "
+                       "(on Heroku: H10)",
+                       "move the model folder out of what .slugignore lists, or change .slugignore")]
+    return [passed(f"MODEL_DIR={folder}: model.joblib and model.json are pushed and kept")]
+
+
 def model_metadata_files(root, files, app_uri):
-    """Return the metadata JSON files (with a "versions" object) beside the web app's models."""
+    """Return the metadata JSON files (with a "versions" object) beside the web app's models,
+    and in the folder MODEL_DIR names."""
     top = app_uri.split(":")[0].split(".")[0] + "/"
+    model_dir = model_dir_setting(root)
     found = []
     for name in files:
         path = root / name
-        if not name.startswith(top) or path.suffix not in MODEL_SUFFIXES:
+        if path.suffix not in MODEL_SUFFIXES:
+            continue
+        if not name.startswith(top) and not (model_dir and name.startswith(model_dir + "/")):
             continue
         for candidate in sorted(path.parent.glob("*.json")):
             try:
@@ -628,6 +673,7 @@ def run_checks(root, static=False, report=print):
         record(check_web_imports(root, probe))
         record(check_binds_port(probe, port))
         record(check_debug_off(root, probe, settings, gunicorn_args))
+    record(check_model_dir(root, files))
     record(check_model_versions(root, files, app_uri))
     record(check_slug_size(root, files))
     if static:
