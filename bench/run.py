@@ -60,11 +60,12 @@ TARGETS = {  # name: (what it means, threshold, True if higher is better)
     "boot_seconds": ("final_app spawn to first /health 200 (s)", 1.5, False),
     "pss_workers_mb": ("final_app PSS of the 2 workers (MB)", 160, False),
 }
-
-
-RATIO_TARGETS = {"single_ratio": ("iris", "single"), "batch_ratio": ("iris", "batch"),
-                 "penguins_single_ratio": ("penguins", "single"),
-                 "penguins_batch_ratio": ("penguins", "batch")}
+RATIO_TARGETS = {  # the targets that compare final_app with its reference: (model, request size)
+    "single_ratio": ("iris", "single"),
+    "batch_ratio": ("iris", "batch"),
+    "penguins_single_ratio": ("penguins", "single"),
+    "penguins_batch_ratio": ("penguins", "batch"),
+}
 
 
 def parse_args(argv):
