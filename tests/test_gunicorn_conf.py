@@ -188,4 +188,5 @@ def test_with_preload_one_more_worker_costs_less_than_half(memory):
 def test_the_workers_alone_would_overstate_what_preload_saves(memory):
     total_preload, workers_preload, _ = memory["preload"]
     total_plain, workers_plain, _ = memory["no preload"]
-    assert workers_plain / workers_preload > total_plain / total_preload, memory
+    # With preload the master holds the model too: measured on 2 cores, about 3.0 against 1.6.
+    assert workers_plain / workers_preload > 1.2 * (total_plain / total_preload), memory
