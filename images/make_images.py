@@ -11,6 +11,7 @@ import html
 import json
 import pathlib
 import re
+import shutil
 import sys
 import tempfile
 
@@ -62,9 +63,11 @@ PAGE_STYLE = """
 
 
 def find_chromium():
-    """Return the path of a Chromium to drive (Debian's, else Playwright's own), or None."""
+    """Return the path of a Chromium to drive (Debian's, one named chromium on PATH, Playwright's), or None."""
     if DEBIAN_CHROMIUM.exists():
         return str(DEBIAN_CHROMIUM)
+    if shutil.which("chromium"):
+        return shutil.which("chromium")
     with sync_playwright() as playwright:
         playwright_chromium = pathlib.Path(playwright.chromium.executable_path)
     return str(playwright_chromium) if playwright_chromium.exists() else None

@@ -100,10 +100,11 @@ def test_default_limit_of_10000_rows_is_served(client, trained, iris_rows):
     assert_matches_model(post_predict(client, {"instances": rows}), model, metadata, rows)
 
 
-def test_charset_in_content_type_is_fine(client):
+def test_charset_in_content_type_is_fine(client, trained):
+    model, metadata = trained
     response = client.post("/predict", data=json.dumps({"instances": [GOOD_ROW]}),
                            content_type="application/json; charset=utf-8")
-    assert response.status_code == 200
+    assert_matches_model(response, model, metadata, [GOOD_ROW])
 
 
 # --- bad requests: one table, status and message ------------------------------------------------
@@ -398,6 +399,7 @@ def test_env_limit_reaches_the_app(monkeypatch):
     monkeypatch.setenv("MAX_BATCH_ROWS", "1")
     response = post_predict(create_app().test_client(), {"instances": [GOOD_ROW] * 2})
     assert response.status_code == 413
+    assert response.get_json()["error"]["message"].startswith('"instances" has 2 rows, the limit is 1')
 
 
 # --- the real thing: gunicorn, and refusing to start ---------------------------------------------

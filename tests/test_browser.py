@@ -1,8 +1,9 @@
 """final_app's form in a real browser: headless Chromium, driven by Playwright, against gunicorn.
 
-These tests need a Chromium (Debian's /usr/bin/chromium, or `.venv/bin/playwright install
-chromium`) and axe-core (`npm ci --prefix tests/browser`). Without them they are skipped,
-except under CI=true, where a missing tool is a failure.
+These tests need a Chromium (Debian's /usr/bin/chromium, one named chromium on PATH, or
+`.venv/bin/playwright install chromium`) and axe-core (`npm ci --prefix tests/browser`).
+Without them they are skipped, except in CI (CI set to anything but "", 0 or false, as
+.ci/run does), where a missing tool is a failure.
 """
 import os
 import pathlib
@@ -30,11 +31,42 @@ TYPICAL_FLOWER = dict(zip(FEATURES, FLOWERS["versicolor-like"]))
 SERIOUS_IMPACTS = ("serious", "critical")
 
 
+def running_in_ci():
+    """Tell whether the CI variable says this is CI (true, 1, yes...), where every tool must be there."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def missing_tool(reason):
-    """Skip the test for a missing tool, or fail it under CI=true, where every tool must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {reason}")
+    """Skip the test for a missing tool, or fail it in CI, where every tool must be there."""
+    if running_in_ci():
+        pytest.fail(f"CI={os.environ['CI']} and {reason}")
     pytest.skip(reason)
+
+
+def outcome_of_a_missing_chromium():
+    """Return what missing_tool makes of a test right now: ("failed" or "skipped", its message)."""
+    try:
+        missing_tool(make_images.HOW_TO_GET_CHROMIUM)
+    except pytest.fail.Exception as failure:
+        return "failed", str(failure)
+    except pytest.skip.Exception as skip:
+        return "skipped", str(skip)
+    return "went on", ""
+
+
+@pytest.mark.parametrize("ci", ["true", "1", "True", "yes"])
+def test_a_missing_tool_fails_in_ci(monkeypatch, ci):
+    monkeypatch.setenv("CI", ci)
+    assert outcome_of_a_missing_chromium() == ("failed", f"CI={ci} and {make_images.HOW_TO_GET_CHROMIUM}")
+
+
+@pytest.mark.parametrize("ci", [None, "", "false", "0"])
+def test_a_missing_tool_is_skipped_outside_ci(monkeypatch, ci):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    assert outcome_of_a_missing_chromium() == ("skipped", make_images.HOW_TO_GET_CHROMIUM)
 
 
 @pytest.fixture(scope="session")
@@ -262,18 +294,38 @@ def axe_page(browser):
 
 
 FORM_STATES = {
-    "empty form": {},
-    "with a prediction": TYPICAL_FLOWER,
-    "with an error": dict(TYPICAL_FLOWER, petal_width=""),
+    # name: (what is typed, the status of the page it leads to)
+    "empty form": ({}, 200),
+    "with a prediction": (TYPICAL_FLOWER, 200),
+    "with an error": (dict(TYPICAL_FLOWER, petal_width=""), 400),
 }
 
 
-@pytest.mark.parametrize("typed", FORM_STATES.values(), ids=FORM_STATES.keys())
-def test_the_page_has_no_serious_accessibility_violations(axe_page, axe_script, base_url, typed):
-    axe_page.goto(base_url + "/")
+def assert_page_state(page, model_and_classes, typed):
+    """Assert the page is the empty form, the form with its prediction, or the form with a message."""
+    if not typed:
+        assert page.locator("#result").count() == 0
+        assert page.locator("[aria-invalid=true]").count() == 0
+    elif all(typed.values()):
+        species, probabilities = expected_result(model_and_classes, [typed[name] for name in FEATURES])
+        assert page.locator("#result .label").inner_text() == species
+        assert shown_probabilities(page) == probabilities
+    else:
+        assert page.locator("#result").count() == 0
+        for name, value in typed.items():
+            if not value:
+                assert_message_at(page, name)
+
+
+@pytest.mark.parametrize("typed, status", FORM_STATES.values(), ids=FORM_STATES.keys())
+def test_the_page_has_no_serious_accessibility_violations(axe_page, axe_script, base_url, model_and_classes,
+                                                         typed, status):
+    response = axe_page.goto(base_url + "/")
     if typed:
         fill_form(axe_page, typed)
-        submit(axe_page)
+        response = submit(axe_page)
+    assert response.status == status
+    assert_page_state(axe_page, model_and_classes, typed)
     assert serious_violations(axe_page, axe_script) == []
 
 

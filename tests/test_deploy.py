@@ -148,16 +148,19 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_in_time():
         try:
             for connection in in_flight:
                 wait_for(lambda: accepted_by_a_worker(process.pid, connection), 10, "a worker to take the request")
-            # Heroku sends SIGTERM to every process of the dyno at once.
+            # Heroku sends SIGTERM to every process of the dyno at once, and SIGKILL 30 s later.
+            signalled = time.monotonic()
             os.killpg(process.pid, signal.SIGTERM)
             wait_for(lambda: any("Handling signal: term" in line for line in output), 10, "gunicorn to see SIGTERM")
             results = [finish_request(connection, body) for connection in in_flight]
         finally:
             for connection in in_flight:
                 connection.close()
-        started = time.monotonic()
-        process.wait(timeout=HEROKU_SHUTDOWN_S)
-        assert time.monotonic() - started < HEROKU_SHUTDOWN_S
+        time_left = signalled + HEROKU_SHUTDOWN_S - time.monotonic()
+        try:
+            process.wait(timeout=max(time_left, 0))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gunicorn still running {HEROKU_SHUTDOWN_S} s after SIGTERM: Heroku would kill it")
         assert process.returncode == 0
     expected_labels = [label for label, _ in expected_predictions(ROWS)]
     for status, payload in results:
@@ -166,17 +169,15 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_in_time():
 
 
 def test_a_worker_killed_under_load_is_replaced_and_only_requests_in_flight_are_lost():
-    clients, requests_per_client = 4, 150
+    clients = 4
     results = {"ok": 0, "failed": 0, "ok_after_replacement": 0}
     lock = threading.Lock()
     stop_load = threading.Event()
     replaced = threading.Event()
 
     def client(base_url):
-        """Send predictions one after another until told to stop (at most requests_per_client)."""
-        for _ in range(requests_per_client):
-            if stop_load.is_set():
-                return
+        """Send predictions one after another until told to stop."""
+        while not stop_load.is_set():
             try:
                 response = requests.post(base_url + "/predict", json={"instances": ROWS[:1]}, timeout=10)
                 outcome = "ok" if response.status_code == 200 else "failed"

@@ -1,5 +1,6 @@
 """The pictures: every one the README and the notebooks show exists, and images/make_images.py makes them."""
 import json
+import os
 import pathlib
 import re
 import struct
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-# The one fixture that finds Chromium, or skips (fails under CI=true) without one.
+# The one fixture that finds Chromium, or skips (fails in CI) without one.
 from test_browser import chromium_path  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -113,3 +114,12 @@ def test_make_images_regenerates_every_picture(chromium_path, tmp_path):  # noqa
         assert f"wrote {tmp_path / name}" in result.stdout
         width, height = png_size(tmp_path / name)
         assert width >= 300 and height >= 100, f"{name} is only {width}x{height}"
+
+
+def test_a_chromium_on_path_is_found_when_debians_is_not_there(tmp_path, monkeypatch):
+    chromium = tmp_path / "chromium"
+    chromium.write_text("#!/bin/sh\n")
+    chromium.chmod(0o755)
+    monkeypatch.setattr(make_images, "DEBIAN_CHROMIUM", tmp_path / "no-chromium-here")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert make_images.find_chromium() == str(chromium)

@@ -15,6 +15,7 @@ import sklearn
 from sklearn.datasets import load_iris
 from sklearn.exceptions import InconsistentVersionWarning
 
+from conftest import calls_made
 from lesson_helpers import running
 from lesson_modules import import_lesson_file
 
@@ -147,6 +148,14 @@ def test_the_model_is_loaded_once_not_per_request(monkeypatch):
     for row in ONE_OF_EACH * 3:
         assert post_rows(client, [row]).status_code == 200
     assert len(loads) == 1
+
+
+def test_loading_the_model_for_a_prediction_is_several_times_the_work_of_the_prediction(lesson_app):
+    row = [ONE_OF_EACH[0]]
+    lesson_app.load_model().predict_proba(row)  # the first calls fill caches: count the second ones
+    once = calls_made(lambda: lesson_app.model.predict_proba(row))
+    each_time = calls_made(lambda: lesson_app.load_model().predict_proba(row))
+    assert each_time > 2 * once, (each_time, once)
 
 
 # --- the API ------------------------------------------------------------------------------

@@ -136,6 +136,31 @@ def test_app_uses_the_fast_path_for_the_shipped_model(app):
     assert app.extensions["final_app.predictor"].fast_predict is not None
 
 
+def counted(calls, name, function):
+    """Return function wrapped so that each call appends name to calls."""
+    def wrapper(*args, **kwargs):
+        calls.append(name)
+        return function(*args, **kwargs)
+    return wrapper
+
+
+def test_each_request_goes_through_the_fast_path_once_and_never_through_predict_proba(app, monkeypatch):
+    predictor = app.extensions["final_app.predictor"]
+    calls = []
+    monkeypatch.setattr(predictor, "fast_predict_proba", counted(calls, "fast", predictor.fast_predict_proba))
+    monkeypatch.setattr(predictor.model, "predict_proba", counted(calls, "predict_proba", predictor.model.predict_proba))
+    client = app.test_client()
+    one_row = client.post("/predict", json={"instances": X_IRIS[:1].tolist()})
+    assert one_row.status_code == 200
+    batch = client.post("/predict", json={"instances": X_IRIS.tolist()})
+    assert batch.status_code == 200
+    form = client.post("/", data=dict(zip(["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                                           map(str, X_IRIS[0]))))
+    assert form.status_code == 200
+    assert calls == ["fast", "fast", "fast"]
+    assert len(batch.get_json()["predictions"]) == len(X_IRIS)
+
+
 def test_predictor_without_check_rows_has_no_fast_path(trained):
     model, metadata = trained
     assert Predictor(model, metadata).fast_predict is None

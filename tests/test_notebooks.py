@@ -157,3 +157,55 @@ def test_editing_app_py_without_rerunning_the_notebook_fails(tmp_path):
     assert code == 1, output
     assert f"FAILED lessons/01_hello/01_hello.ipynb::Cell {printing_cell}" in output
     assert "a harmless comment, added after the notebook ran" in output
+
+
+def collected_cells():
+    """Run pytest's collection on lessons/ with the repository's own configuration; return the node ids."""
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "lessons"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_pytest_collects_every_cell_of_every_notebook_with_the_repositorys_configuration():
+    collected = collected_cells()
+    for path in lesson_notebooks():
+        name = str(path.relative_to(ROOT))
+        cells = len(code_cells(read_notebook(path)))
+        expected = [f"{name}::Cell {index}" for index in range(cells)]
+        assert [node for node in collected if node.startswith(name + "::")] == expected, (
+            f"{name} is not checked cell by cell: does pytest.ini still pass --nbval?")
+
+
+def sanitized(text):
+    """Return text as nbval compares it: every pattern of the sanitize file applied in order."""
+    from nbval.plugin import get_sanitize_patterns
+
+    for regex, replace in get_sanitize_patterns(SANITIZE.read_text(encoding="utf-8")):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+@pytest.mark.parametrize("measured, compared", [
+    ("✓ boots and answers on $PORT in 0.8 s (limit 60 s)", "✓ boots and answers on $PORT in N s (limit 60 s)"),
+    ("✓ stops 12.4 s after SIGTERM (limit 30 s)", "✓ stops N s after SIGTERM (limit 30 s)"),
+    ("stopped 0.4 s after SIGTERM, within Heroku's 30 s: True",
+     "stopped N s after SIGTERM, within Heroku's 30 s: True"),
+    ("with preload, 2 workers: measured 128 MB", "with preload, 2 workers: measured N MB"),
+    ("✓ memory with WEB_CONCURRENCY=2: 141 MB of 512 MB", "✓ memory with WEB_CONCURRENCY=2: N MB of 512 MB"),
+    ("served on http://127.0.0.1:40123/health", "served on http://127.0.0.1:PORT/health"),
+])
+def test_the_sanitizer_blanks_what_is_measured(measured, compared):
+    assert sanitized(measured) == compared
+
+
+@pytest.mark.parametrize("fixed", [
+    "✗ still running 30 s after SIGTERM (Heroku then kills it)",
+    "no answer from http://127.0.0.1:$PORT/health within 5 s",
+    "200 answered after 0.1 s",
+    "# requests they are serving. Heroku sends SIGKILL 30 s after SIGTERM, so stay well under it.",
+    "# for one row, 1.2-1.3 ms for 1000 rows; 1 thread 0.3 ms for one row), but served different",
+    "# (A dyno that does not bind $PORT within 60 seconds is killed: error R10.)",
+])
+def test_the_sanitizer_keeps_limits_and_the_numbers_of_printed_files(fixed):
+    assert sanitized(fixed) == fixed

@@ -103,8 +103,12 @@ def test_schema_and_app_agree(client, document, payload, valid):
         validator_for(document, "Error").validate(response.get_json())
 
 
-def test_error_bodies_follow_the_error_schema(client, document):
-    for response in (client.post("/predict", data="x", content_type="text/plain"),
-                     client.get("/nowhere"), client.get("/predict")):
-        assert response.status_code in (404, 405, 415)
-        validator_for(document, "Error").validate(response.get_json())
+@pytest.mark.parametrize("method, path, options, status", [
+    ("POST", "/predict", {"data": "x", "content_type": "text/plain"}, 415),
+    ("GET", "/nowhere", {}, 404),
+    ("GET", "/predict", {}, 405),
+])
+def test_error_bodies_follow_the_error_schema(client, document, method, path, options, status):
+    response = client.open(path, method=method, **options)
+    assert response.status_code == status
+    validator_for(document, "Error").validate(response.get_json())

@@ -1,4 +1,5 @@
 """The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake."""
+import inspect
 import json
 import shutil
 import subprocess
@@ -48,6 +49,7 @@ def test_preflight_passes_on_this_repository_including_boot_memory_and_sigterm()
     titles = " | ".join(check.title for check in results)
     for measured in ("boots and answers on $PORT in", "memory with WEB_CONCURRENCY=2:", "after SIGTERM"):
         assert measured in titles
+    assert "s (limit 60 s) | memory" in titles and titles.endswith("s after SIGTERM (limit 30 s)")
 
 
 def test_the_unchanged_copy_passes_and_main_exits_0(repo_copy, capsys):
@@ -264,3 +266,64 @@ def test_model_dir_model_needs_its_pandas_pin(repo_copy, monkeypatch):
     with (repo_copy / "requirements.txt").open("a") as file:
         file.write(f"pandas=={pandas}\n")
     assert failed_lines(repo_copy) == []
+
+# --- the boot checks: Heroku's time limits, lowered so that a planted slow app fails quickly -----
+
+SMALL_APP = '''"""A small Flask app for the boot checks."""
+import time
+
+from flask import Flask
+
+time.sleep({boot_sleep_s})  # a slow start, as loading a big model would be
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    """Say the app is up."""
+    return "ok"
+'''
+
+SMALL_CONFIG = '''"""gunicorn settings for the small app: the dyno's port on the loopback only, and an exit hook."""
+import os
+import time
+
+bind = "127.0.0.1:" + os.environ["PORT"]
+workers = int(os.environ["WEB_CONCURRENCY"])
+
+
+def on_exit(server):
+    """Keep the master busy after SIGTERM, as a slow clean-up would."""
+    time.sleep({stop_sleep_s})
+'''
+
+
+def plant_small_app(folder, boot_sleep_s=0, stop_sleep_s=0):
+    """Write a small app with a slow start or stop into folder; return its Procfile web command."""
+    (folder / "app.py").write_text(SMALL_APP.format(boot_sleep_s=boot_sleep_s))
+    (folder / "gunicorn.conf.py").write_text(SMALL_CONFIG.format(stop_sleep_s=stop_sleep_s))
+    return "gunicorn --config gunicorn.conf.py app:app"
+
+
+def test_an_app_slower_to_boot_than_the_limit_fails_the_boot_check(tmp_path):
+    web = plant_small_app(tmp_path, boot_sleep_s=60)
+    checks = preflight.boot_checks(tmp_path, web, tmp_path / "web.log", boot_limit_s=2)
+    assert [check.line().splitlines()[0] for check in checks] == [
+        "✗ the web process did not answer on $PORT within 2 s (on Heroku: R10)"]
+    assert "make rehearse" in checks[0].fix
+
+
+def test_an_app_slower_to_stop_than_the_limit_fails_the_shutdown_check(tmp_path):
+    web = plant_small_app(tmp_path, stop_sleep_s=60)
+    checks = preflight.boot_checks(tmp_path, web, tmp_path / "web.log", shutdown_limit_s=2)
+    assert [check.ok for check in checks] == [True, True, False]
+    assert checks[0].title.endswith(f"(limit {preflight.BOOT_LIMIT_S} s)")
+    assert checks[2].title == "still running 2 s after SIGTERM (Heroku then kills it)"
+    assert checks[2].fix == "set graceful_timeout below 2 in gunicorn.conf.py"
+
+
+def test_heroku_limits_are_the_defaults_of_the_boot_checks():
+    defaults = inspect.signature(preflight.boot_checks).parameters
+    assert (preflight.BOOT_LIMIT_S, preflight.SHUTDOWN_LIMIT_S) == (60, 30)
+    assert defaults["boot_limit_s"].default == preflight.BOOT_LIMIT_S
+    assert defaults["shutdown_limit_s"].default == preflight.SHUTDOWN_LIMIT_S

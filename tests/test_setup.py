@@ -1,6 +1,8 @@
 """The set-up files agree with each other and with the environment the tests run in."""
 import importlib.metadata
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
@@ -71,3 +73,40 @@ def test_ci_runs_the_readme_test_command():
 @pytest.mark.parametrize("target", ["serve", "test", "jupyter", "notebooks", "images", "preflight", "rehearse", "bench"])
 def test_makefile_has_the_documented_targets(target):
     assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
+
+
+AXE_TARGET = "tests/browser/node_modules/axe-core/axe.min.js"
+
+
+def make_axe_core_without_npm(tmp_path, ci):
+    """Run the Makefile's axe-core rule in a copy, on a PATH with no npm; return (exit code, output)."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "tests" / "browser").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "browser" / "package-lock.json", tmp_path / "tests" / "browser")
+    env = {"PATH": str(tmp_path / "no-programs-here")}
+    if ci is not None:
+        env["CI"] = ci
+    result = subprocess.run([shutil.which("make"), AXE_TARGET], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("ci", ["true", "1"])
+def test_make_stops_in_ci_when_npm_is_missing(tmp_path, ci):
+    code, output = make_axe_core_without_npm(tmp_path, ci)
+    assert code != 0, output
+    assert f"npm not found and CI={ci}" in output
+
+
+@pytest.mark.parametrize("ci", [None, "false"])
+def test_make_goes_on_without_npm_outside_ci(tmp_path, ci):
+    code, output = make_axe_core_without_npm(tmp_path, ci)
+    assert code == 0, output
+    assert "npm not found: the accessibility tests will be skipped" in output
+
+
+def test_ci_script_runs_the_tests_as_ci_and_installs_chromium_where_the_tests_look():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert "\nexport CI=true\n" in script
+    assert "[ -x /usr/bin/chromium ] || command -v chromium" in script
+    assert script.rstrip().endswith("make test")

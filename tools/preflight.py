@@ -604,8 +604,8 @@ def last_line(path):
     return lines[-1] if lines else "(no output)"
 
 
-def boot_checks(root, web_command, log_path):
-    """Start the web command with $PORT set; check boot time, memory and SIGTERM."""
+def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown_limit_s=SHUTDOWN_LIMIT_S):
+    """Start the web command with $PORT set; check boot time (within boot_limit_s), memory and SIGTERM."""
     port = free_port()
     env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), PYTHONUNBUFFERED="1")
     env.pop("GUNICORN_DEV", None)
@@ -615,15 +615,15 @@ def boot_checks(root, web_command, log_path):
         process = subprocess.Popen(["bash", "-c", web_command], cwd=root, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        seconds = wait_until_answering(f"http://127.0.0.1:{port}/", process, BOOT_LIMIT_S)
+        seconds = wait_until_answering(f"http://127.0.0.1:{port}/", process, boot_limit_s)
         if seconds is None:
             if process.poll() is not None:
                 state = f"crashed at boot (on Heroku: H10); its last line: {last_line(log_path)}"
             else:
-                state = f"did not answer on $PORT within {BOOT_LIMIT_S} s (on Heroku: R10)"
+                state = f"did not answer on $PORT within {boot_limit_s} s (on Heroku: R10)"
             return [failed(f"the web process {state}",
                            "run the Procfile command locally (make rehearse) and read its first error")]
-        checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {BOOT_LIMIT_S} s)")]
+        checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {boot_limit_s} s)")]
         wait_for_workers(process, WEB_CONCURRENCY)
         used = settled_memory_mb(process)
         memory_title = (f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}: {used:.0f} MB "
@@ -631,12 +631,12 @@ def boot_checks(root, web_command, log_path):
         checks.append(passed(memory_title) if used < DYNO_MEMORY_MB else failed(
             memory_title + " (on Heroku: R14 memory quota exceeded)",
             "preload the app (preload_app = True) so workers share the model, or lower WEB_CONCURRENCY"))
-        stop_seconds = seconds_to_stop(process, SHUTDOWN_LIMIT_S)
+        stop_seconds = seconds_to_stop(process, shutdown_limit_s)
         if stop_seconds is None:
-            checks.append(failed(f"still running {SHUTDOWN_LIMIT_S} s after SIGTERM (Heroku then kills it)",
-                                 f"set graceful_timeout below {SHUTDOWN_LIMIT_S} in gunicorn.conf.py"))
+            checks.append(failed(f"still running {shutdown_limit_s} s after SIGTERM (Heroku then kills it)",
+                                 f"set graceful_timeout below {shutdown_limit_s} in gunicorn.conf.py"))
         else:
-            checks.append(passed(f"stops {stop_seconds:.1f} s after SIGTERM (limit {SHUTDOWN_LIMIT_S} s)"))
+            checks.append(passed(f"stops {stop_seconds:.1f} s after SIGTERM (limit {shutdown_limit_s} s)"))
         return checks
     finally:
         if process.poll() is None:
