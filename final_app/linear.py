@@ -70,3 +70,9 @@ def fast_predict(model, check_rows):
                 and np.array_equal(probabilities, model.predict_proba(X))):
             return None
     return fast
+
+
+def fast_predict_proba(model, check_rows):
+    """Return fast_predict's probabilities alone (for comparing with predict_proba), or None."""
+    fast = fast_predict(model, check_rows)
+    return None if fast is None else (lambda X: fast(X)[1])

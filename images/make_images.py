@@ -86,16 +86,17 @@ def serve_lesson(lesson, command=("app.py",)):
     return running([sys.executable, *command], cwd=LESSONS_DIR / lesson)
 
 
-def serve_final_app(working_dir):
+def serve_final_app(working_dir, model_dir=None):
     """Run final_app under gunicorn on a free loopback port: yields (base_url, process).
 
     gunicorn reads ./gunicorn.conf.py when there is one, so it runs from working_dir (a
     folder without one) and finds final_app through PYTHONPATH: what is served does not
-    depend on the deployment settings.
+    depend on the deployment settings. model_dir, if given, is the MODEL_DIR it serves.
     """
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
     command = [str(gunicorn), "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
-    return running(command, cwd=working_dir, env={"PYTHONPATH": str(ROOT)}, ready_path="/health")
+    env = {"PYTHONPATH": str(ROOT), "MODEL_DIR": str(model_dir or "")}
+    return running(command, cwd=working_dir, env=env, ready_path="/health")
 
 
 def as_data_url(png_bytes):

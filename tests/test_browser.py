@@ -333,3 +333,75 @@ def test_the_accessibility_check_finds_a_field_without_a_label(axe_page, axe_scr
     axe_page.set_content("<!doctype html><html lang='en'><head><title>Broken form</title></head>"
                          "<body><main><form><input type='number' name='x'></form></main></body></html>")
     assert any(" label " in line for line in serious_violations(axe_page, axe_script))
+
+
+# --- another model: lesson 08's penguin classifier, with choice lists and fields that may be empty ---
+
+PENGUINS = ROOT / "lessons" / "08_own_model" / "models" / "penguins"
+
+
+@pytest.fixture(scope="module")
+def penguins_url(tmp_path_factory):
+    """final_app serving the penguin classifier (MODEL_DIR) under gunicorn, stopped after the module."""
+    with make_images.serve_final_app(tmp_path_factory.mktemp("penguins"), PENGUINS) as (url, _process):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def penguin_model():
+    """The penguin classifier and its metadata, through final_app's checked loader."""
+    from final_app.artifact import load_model_and_metadata
+
+    return load_model_and_metadata(PENGUINS)
+
+
+def penguin_frame(metadata, row):
+    """One row as the DataFrame the model was trained on (None for a field left empty)."""
+    from final_app.validation import model_input
+
+    return model_input([row], metadata)
+
+
+def test_penguin_form_predicts_with_choices_and_an_empty_field(page, console_errors, penguins_url, penguin_model):
+    model, metadata = penguin_model
+    page.goto(penguins_url + "/")
+    assert page.title() == metadata["title"]
+    assert page.locator("#island option").all_inner_texts() == ["choose…", "Biscoe", "Dream", "Torgersen"]
+    assert page.locator("#sex option").all_inner_texts() == ["not given", "female", "male"]
+    page.select_option("#island", "Dream")
+    # sex stays "not given", and body mass is left empty: both may be missing for this model.
+    fill_form(page, {"bill_length_mm": "46.5", "bill_depth_mm": "17.9", "flipper_length_mm": "192"})
+    response = submit(page)
+    assert response.status == 200
+    row = ["Dream", None, 46.5, 17.9, 192.0, None]
+    X = penguin_frame(metadata, row)
+    assert page.locator("#result .label").inner_text() == model.predict(X)[0]
+    expected = {name: f"{p * 100:.1f} %" for name, p in zip(metadata["classes"], model.predict_proba(X)[0])}
+    assert shown_probabilities(page) == expected
+    assert page.locator("#sex").input_value() == ""  # the choices made stay chosen
+    assert page.locator("#island").input_value() == "Dream"
+    assert console_errors == []
+
+
+def test_penguin_form_asks_for_a_missing_choice_at_its_field(page, console_errors, penguins_url):
+    page.goto(penguins_url + "/")
+    fill_form(page, {"bill_length_mm": "46.5", "bill_depth_mm": "17.9", "flipper_length_mm": "192"})
+    response = submit(page)
+    assert response.status == 400
+    assert_message_at(page, "island")
+    assert page.locator("#island-error").inner_text() == "Choose the island."
+    assert page.locator("#result").count() == 0
+    assert console_errors == [bad_request_logged_for(penguins_url)]
+
+
+@pytest.mark.parametrize("choose, status", [(False, 200), (True, 200), (None, 400)], ids=["empty", "chosen", "error"])
+def test_penguin_page_has_no_serious_accessibility_violations(axe_page, axe_script, penguins_url, choose, status):
+    response = axe_page.goto(penguins_url + "/")
+    if choose is not False:
+        if choose:
+            axe_page.select_option("#island", "Biscoe")
+        fill_form(axe_page, {"bill_length_mm": "46.5", "bill_depth_mm": "17.9", "flipper_length_mm": "192"})
+        response = submit(axe_page)
+    assert response.status == status
+    assert (axe_page.locator("#result").count() == 1) is bool(choose)
+    assert serious_violations(axe_page, axe_script) == []

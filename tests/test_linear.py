@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from final_app.app import Predictor, create_app
-from final_app.linear import fast_predict, is_scaled_logistic_regression, rows_within_bounds
+from final_app.linear import fast_predict, fast_predict_proba, is_scaled_logistic_regression, rows_within_bounds
 from final_app.artifact import MODEL_DIR, METADATA_FILE, save_model
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
@@ -30,12 +30,6 @@ class SubclassedLogisticRegression(LogisticRegression):
 def logistic_regression(**options):
     """A LogisticRegression that converges on iris (a ConvergenceWarning would fail the test)."""
     return LogisticRegression(max_iter=1000, **options)
-
-
-def fast_predict_proba(model, check_rows):
-    """The fast path's probabilities alone (fast_predict also gives each row's class index)."""
-    function = fast_predict(model, check_rows)
-    return None if function is None else (lambda X: function(X)[1])
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +138,12 @@ def counted(calls, name, function):
     return wrapper
 
 
-def test_each_request_goes_through_the_fast_path_once_and_never_through_predict_proba(app, monkeypatch):
+def test_each_request_goes_through_the_fast_path_once_and_never_through_the_model(app, monkeypatch):
     predictor = app.extensions["final_app.predictor"]
     calls = []
-    monkeypatch.setattr(predictor, "fast_predict_proba", counted(calls, "fast", predictor.fast_predict_proba))
+    monkeypatch.setattr(predictor, "fast_predict", counted(calls, "fast", predictor.fast_predict))
     monkeypatch.setattr(predictor.model, "predict_proba", counted(calls, "predict_proba", predictor.model.predict_proba))
+    monkeypatch.setattr(predictor.model, "predict", counted(calls, "predict", predictor.model.predict))
     client = app.test_client()
     one_row = client.post("/predict", json={"instances": X_IRIS[:1].tolist()})
     assert one_row.status_code == 200

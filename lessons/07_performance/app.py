@@ -23,7 +23,7 @@ app = Flask(__name__)
 # Loaded once, when the app starts, and shared by every request.
 model, metadata = load_model_and_metadata()
 CLASSES = metadata["classes"]
-validator = InstanceValidator(metadata["features"], max_rows=10_000)
+validator = InstanceValidator(metadata, max_rows=10_000)
 
 
 def describe(probabilities):
