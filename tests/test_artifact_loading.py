@@ -1,4 +1,4 @@
-"""final_app.model and final_app.check: verify the artifact before unpickling, refuse clearly."""
+"""final_app.artifact (loading) and final_app.check: verify the artifact before unpickling, refuse clearly."""
 import json
 import os
 import pathlib
