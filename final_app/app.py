@@ -98,6 +98,11 @@ class Predictor:
         self.fast_predict = None
         if check_rows is not None and self.with_probabilities:
             self.fast_predict = fast_predict(model, check_rows)
+        # A Pipeline's predict and predict_proba each run every transform step again; a
+        # classifier that needs both runs the steps once instead (see pipeline_steps).
+        self.steps = None
+        if self.fast_predict is None and self.with_probabilities and metadata.get("example"):
+            self.steps = pipeline_steps(model, model_input([metadata["example"]], metadata))
 
     def call(self, method, X):
         """Return method(X) as a numpy array, with scikit-learn's finiteness scan off where it can be."""
@@ -109,6 +114,11 @@ class Predictor:
         if self.fast_predict is not None:
             indices, probabilities = self.fast_predict(X)
             return [self.classes[index] for index in indices.tolist()], probabilities
+        if self.steps is not None:
+            transforms, last = self.steps
+            with sklearn.config_context(assume_finite=self.assume_finite):
+                transformed = transforms.transform(X)
+                return np.asarray(last.predict(transformed)).tolist(), np.asarray(last.predict_proba(transformed))
         labels = self.call(self.model.predict, X).tolist()
         if not self.with_probabilities:
             return labels, None
@@ -124,6 +134,27 @@ class Predictor:
         keys = self.keys
         return [{"label": label, "probabilities": dict(zip(keys, row))}
                 for label, row in zip(labels, probabilities.tolist())]
+
+
+def pipeline_steps(model, X):
+    """Return (the transform steps, the last step) of a Pipeline, if they give its own answers on X.
+
+    Pipeline.predict and Pipeline.predict_proba both transform X with every step but the last,
+    then call the last step: the same work twice for one request. Done once, it is the same
+    arithmetic on the same input, checked here on X; anything else (not exactly a Pipeline,
+    a difference) returns None, and the app calls the model's own methods.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if type(model) is not Pipeline or len(model.steps) < 2:
+        return None
+    transforms, last = model[:-1], model[-1]
+    transformed = transforms.transform(X)
+    if not (hasattr(last, "predict_proba")
+            and np.array_equal(last.predict(transformed), model.predict(X))
+            and np.array_equal(last.predict_proba(transformed), model.predict_proba(X))):
+        return None
+    return transforms, last
 
 
 def json_response(app, payload, status=200, headers=None):

@@ -327,3 +327,37 @@ def schemathesis_test(name):
 
 test_penguins_api_conforms_to_its_openapi_document = schemathesis_test("penguins")
 test_penguin_mass_api_conforms_to_its_openapi_document = schemathesis_test("penguin_mass")
+
+
+# --- the penguin pipeline runs its transform steps once per request ----------------------------------
+
+def test_penguin_classifier_transforms_each_request_once(monkeypatch):
+    example = Example("penguins")
+    predictor = example.app.extensions["final_app.predictor"]
+    assert predictor.steps is not None
+    transformer = predictor.model[0]  # the object the app loaded, not the test's own copy
+    calls = []
+    real_transform = transformer.transform
+    monkeypatch.setattr(transformer, "transform", lambda X: calls.append(len(X)) or real_transform(X))
+    positions = example.usable()[:40]
+    response = example.predict([example.rows[i] for i in positions])
+    assert calls == [40]  # once, not once for predict and again for predict_proba
+    monkeypatch.undo()
+    assert_model_answers(example, response, positions)
+
+
+def test_shared_steps_only_for_a_plain_pipeline_that_agrees():
+    from sklearn.pipeline import Pipeline
+
+    from final_app.app import pipeline_steps
+
+    example = Example("penguins")
+    X = example.frame.iloc[:3]
+
+    class MyPipeline(Pipeline):
+        """A subclass may change predict: the shortcut must not assume it behaves like its parent."""
+
+    assert pipeline_steps(example.model, X) is not None
+    assert pipeline_steps(MyPipeline(example.model.steps), X) is None
+    assert pipeline_steps(example.model[-1], example.model[:-1].transform(X)) is None  # not a Pipeline
+    assert Example("penguin_mass").app.extensions["final_app.predictor"].steps is None  # a regressor
