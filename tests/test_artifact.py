@@ -24,6 +24,7 @@ from sklearn.svm import SVC
 from final_app.artifact import (METADATA_FILE, MODEL_FILE, ModelError, check_versions, default_bounds,
                                 load_model_and_metadata, save_model)
 from lesson_helpers import running
+from test_examples import bad_value_cases
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GUNICORN = str(pathlib.Path(sys.executable).parent / "gunicorn")
@@ -279,3 +280,18 @@ def test_served_by_gunicorn_with_model_dir(unseen, name):
         if feature["type"] in ("category", "boolean"):
             assert f'<select name="{feature["name"]}"' in page.text
     assert document.status_code == 200 and document.json()["info"]["version"] == metadata["model_version"]
+
+
+@pytest.mark.parametrize("name", ["churn", "diabetes", "wine"])
+def test_every_kind_of_bad_value_is_refused_naming_its_field(unseen, name):
+    from final_app.app import create_app
+
+    folder, _model, _X, metadata = unseen[name]
+    client = create_app({"MODEL_DIR": str(folder)}).test_client()
+    names = [feature["name"] for feature in metadata["features"]]
+    for field, value, words in bad_value_cases(metadata):
+        row = dict(zip(names, metadata["example"]), **{field: value})
+        response = client.post("/predict", json={"instances": [row]})
+        assert response.status_code == 400, (field, value)
+        message = response.get_json()["error"]["message"]
+        assert message.startswith(f"instances[0].{field} ") and words in message, (words, message)

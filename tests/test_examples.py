@@ -146,16 +146,22 @@ def test_answers_are_plain_json(example):
 
 # --- bad values: a 400 that names the row, the field and what is expected ---------------------------
 
-def bad_value_cases(example):
+def bad_value_cases(metadata):
     """(field, value, words the message must contain) for each kind of mistake the schema allows."""
     cases = []
-    for feature in example.metadata["features"]:
+    for feature in metadata["features"]:
         name = feature["name"]
         if feature["type"] == "category":
             allowed = ", ".join(json.dumps(value) for value in feature["values"])
             cases += [(name, "nowhere", f"{name} must be one of {allowed}"),
                       (name, feature["values"][0].upper(), f"must be one of {allowed}"),
                       (name, 1, f"{name} must be one of"), (name, True, "got boolean true")]
+        elif feature["type"] == "boolean":
+            cases += [(name, "yes", f"{name} must be true or false"), (name, 1, "must be true or false, got 1")]
+        elif feature["type"] == "integer":
+            cases += [(name, 1.5, f"{name} must be a whole number"), (name, "5", "got string"),
+                      (name, feature["max"] + 1,
+                       f"{name} must be a whole number between {feature['min']} and {feature['max']}")]
         else:
             cases += [(name, "5", f"{name} must be a number"),
                       (name, feature["max"] + 1, f"{name} must be between {feature['min']} and {feature['max']}"),
@@ -167,7 +173,7 @@ def bad_value_cases(example):
 
 def test_each_bad_value_is_refused_with_its_field_named(example):
     base = example.metadata["example"]
-    for name, value, words in bad_value_cases(example):
+    for name, value, words in bad_value_cases(example.metadata):
         row = dict(zip(example.names, base), **{name: value})
         response = example.predict([row, dict(row)])
         assert response.status_code == 400, (name, value)
