@@ -112,6 +112,33 @@ def test_notebook_follows_the_outline(notebook_path):
         assert any(heading.startswith(wanted.lower()) for heading in found), f"no '{wanted}' heading"
 
 
+def exercise_cells(notebook):
+    """The code cells of the exercise: after the "Your turn" heading, before the "Stuck?" solution."""
+    found, inside = [], False
+    for cell in notebook["cells"]:
+        text = source(cell)
+        if cell["cell_type"] == "markdown" and re.search(r"^#{1,6} Your turn", text, re.M):
+            inside = True
+        elif cell["cell_type"] == "markdown" and "Stuck?" in text:
+            inside = False
+        elif inside and cell["cell_type"] == "code":
+            found.append(cell)
+    return found
+
+
+@NOTEBOOKS
+def test_exercise_and_check_cells_ignore_their_output(notebook_path):
+    """A learner who solves the exercise and saves the notebook changes these outputs: nbval must not compare them."""
+    cells = exercise_cells(read_notebook(notebook_path))
+    assert cells, "no code cell between the 'Your turn' heading and the 'Stuck?' solution"
+    for cell in cells:
+        tagged = "nbval-ignore-output" in cell.get("metadata", {}).get("tags", [])
+        marked = "# NBVAL_IGNORE_OUTPUT" in source(cell)  # the comment nbval reads; both at once is an error
+        assert tagged or marked, (
+            f"exercise cell not tagged nbval-ignore-output: {source(cell).splitlines()[0]!r}"
+        )
+
+
 @pytest.mark.parametrize(
     "notebook_path", [path for path in lesson_notebooks() if (path.parent / "app.py").exists()],
     ids=lambda path: str(path.relative_to(LESSONS)),
