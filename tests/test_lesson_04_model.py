@@ -255,3 +255,25 @@ def test_the_real_server_answers_predictions_over_http(command, saved_model):
     assert served == saved_model.predict_proba(ONE_OF_EACH).tolist()
     assert refused.status_code == 400
     assert refused.json() == {"error": {"message": NOT_A_LIST}}
+
+
+def lesson_files():
+    """Every file in the lesson folder (caches left out) with its size and modification time."""
+    found = {}
+    for path in sorted(LESSON.rglob("*")):
+        if path.is_file() and not {"__pycache__", ".ipynb_checkpoints"} & set(path.parts):
+            stat = path.stat()
+            found[str(path.relative_to(LESSON))] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def test_running_the_notebook_writes_nothing_into_the_lesson_folder():
+    """A learner's run must leave the committed model (and every other file) as it is: the notebook trains into a scratch folder."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(LESSON / "04_model.ipynb", as_version=4)
+    before = lesson_files()
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(LESSON)}}).execute()
+    assert lesson_files() == before
