@@ -49,8 +49,10 @@ test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -p no:xdist -m serial
 
+# Jupyter serves only files under its root folder, and the notebooks show pictures from images/:
+# so the root is the repository, and JupyterLab opens on lessons/.
 jupyter: $(STAMP)
-	$(BIN)/jupyter lab lessons/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lessons
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py
