@@ -1,6 +1,8 @@
 # The learner's entry points. Every target creates what it needs (a .venv) first,
 # so each works on a fresh clone with Python 3.11 and make.
+# The Python that creates .venv: python3.11 if there is one. Another: make PYTHON=/path/to/python3.11
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON_VERSION := 3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -19,7 +21,23 @@ help:
 	@echo "make preflight  check the repository against what Heroku will do"
 	@echo "make bench      benchmark final_app against a FastAPI reference"
 
+# The pins install on Python 3.11 only, and final_app refuses a model saved under another
+# major.minor: so check the version first (of .venv's Python, once it exists) and say how to get it.
 $(STAMP): requirements.txt requirements-dev.txt
+	@python="$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))"; \
+	found=$$("$$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$found" != "$(PYTHON_VERSION)" ]; then \
+	  echo "This project needs Python $(PYTHON_VERSION), and '$${python:-python3}' is $${found:-not a Python that runs}."; \
+	  echo "Install Python $(PYTHON_VERSION) one of these ways:"; \
+	  echo "  pyenv install $(PYTHON_VERSION)"; \
+	  echo "  conda create -n mlenv python=$(PYTHON_VERSION)   (or: conda env create -f environment.yml)"; \
+	  echo "  uv python install $(PYTHON_VERSION)"; \
+	  echo "  the installer from https://www.python.org/downloads/"; \
+	  echo "then run make again, naming it if it is not on your PATH as python$(PYTHON_VERSION):"; \
+	  echo "  make PYTHON=/path/to/python$(PYTHON_VERSION) $(or $(MAKECMDGOALS),help)"; \
+	  if [ -x "$(BIN)/python" ]; then echo "(.venv was made with another Python: remove it first with make clean)"; fi; \
+	  exit 1; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements-dev.txt

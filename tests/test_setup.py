@@ -110,3 +110,34 @@ def test_ci_script_runs_the_tests_as_ci_and_installs_chromium_where_the_tests_lo
     assert "\nexport CI=true\n" in script
     assert "[ -x /usr/bin/chromium ] || command -v chromium" in script
     assert script.rstrip().endswith("make test")
+
+
+def make_install_with_python_reporting(tmp_path, version):
+    """Run `make install` in a copy, PYTHON a fake interpreter that reports version; return (code, output)."""
+    for name in ["Makefile", "requirements.txt", "requirements-dev.txt"]:
+        shutil.copy(ROOT / name, tmp_path / name)
+    fake = tmp_path / "fake-python"
+    # Prints the version for the Makefile's check; any other use (python -m venv) does nothing.
+    fake.write_text(f'#!/bin/sh\ncase "$*" in *version_info*) echo {version};; esac\n')
+    fake.chmod(0o755)
+    result = subprocess.run([shutil.which("make"), "install", f"PYTHON={fake}"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_make_stops_first_with_how_to_get_python_3_11(tmp_path, version):
+    code, output = make_install_with_python_reporting(tmp_path, version)
+    assert code != 0
+    assert f"is {version}" in output
+    for way in ["pyenv install 3.11", "conda create -n mlenv python=3.11", "uv python install 3.11",
+                "https://www.python.org/downloads/", "make PYTHON=/path/to/python3.11 install"]:
+        assert way in output, way
+    assert "-m venv" not in output  # stopped before creating .venv
+    assert not (tmp_path / ".venv").exists()
+
+
+def test_make_goes_on_with_python_3_11(tmp_path):
+    code, output = make_install_with_python_reporting(tmp_path, "3.11")
+    assert "needs Python" not in output
+    assert "-m venv .venv" in output  # went on to create .venv (which the fake interpreter does not do)
