@@ -4,12 +4,14 @@ The notebook prints the measured numbers without the tests comparing them; the c
 about them are checked here. Timed tests are marked serial: `make test` runs them after the
 parallel pass, one at a time, and each asserts a ratio several times below what it measures.
 """
+import collections
 import json
 import sys
 import timeit
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import requests
 from sklearn.datasets import load_iris
@@ -113,3 +115,42 @@ def test_over_http_predict_answers_100_rows_over_5_times_faster_than_predict_eac
         one_by_one = best_seconds(lambda: post("/predict_each"), 2)
     # Measured on 2 cores: about 15 times.
     assert one_by_one > 5 * batched
+
+
+class FakeProcess:
+    """A psutil process with one child, whose memory_full_info gives another system's fields, or raises."""
+
+    def __init__(self, pid, fields=None, error=None, children=()):
+        self.pid, self.fields, self.error, self._children = pid, fields, error, list(children)
+
+    def children(self, recursive=False):
+        return self._children
+
+    def memory_full_info(self):
+        if self.error:
+            raise self.error
+        return collections.namedtuple("pfullmem", self.fields)(**self.fields)
+
+
+MACOS_INFO = {"rss": 2**26, "vms": 2**28, "pfaults": 0, "pageins": 0, "uss": 2**25}  # no pss
+LINUX_INFO = {"rss": 2**26, "vms": 2**28, "uss": 2**25, "pss": 2**25 + 2**24, "swap": 0}
+
+
+@pytest.mark.parametrize("master, reason", [
+    (FakeProcess(1, MACOS_INFO, children=[FakeProcess(2, MACOS_INFO)]), "PSS is measured on Linux only"),
+    (FakeProcess(1, LINUX_INFO, children=[FakeProcess(2, error=psutil.AccessDenied(2))]),
+     "not allowed to read the memory of process 2"),
+], ids=["no PSS on this system", "a worker we may not read"])
+def test_memory_that_cannot_be_read_is_unknown_with_the_reason(monkeypatch, master, reason):
+    measure = import_lesson_file("07_performance", "measure")
+    monkeypatch.setattr(measure.psutil, "Process", lambda pid: master)
+    memory = measure.process_tree_pss_mb(1)
+    assert (memory["master_mb"], memory["workers_mb"], memory["workers"]) == (None, None, 1)
+    assert reason in memory["unknown"]
+
+
+def test_memory_is_the_pss_where_linux_reports_it(monkeypatch):
+    measure = import_lesson_file("07_performance", "measure")
+    master = FakeProcess(1, LINUX_INFO, children=[FakeProcess(2, LINUX_INFO)])
+    monkeypatch.setattr(measure.psutil, "Process", lambda pid: master)
+    assert measure.process_tree_pss_mb(1) == {"master_mb": 48.0, "workers_mb": 48.0, "workers": 1, "unknown": None}

@@ -1,9 +1,11 @@
 """The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake."""
+import collections
 import inspect
 import json
 import shutil
 import subprocess
 
+import psutil
 import pytest
 
 from conftest import ROOT
@@ -327,3 +329,56 @@ def test_heroku_limits_are_the_defaults_of_the_boot_checks():
     assert (preflight.BOOT_LIMIT_S, preflight.SHUTDOWN_LIMIT_S) == (60, 30)
     assert defaults["boot_limit_s"].default == preflight.BOOT_LIMIT_S
     assert defaults["shutdown_limit_s"].default == preflight.SHUTDOWN_LIMIT_S
+
+
+# --- memory where PSS cannot be read (macOS, Windows, a process we may not read) ----------------
+
+class FakeProcess:
+    """A psutil process whose memory_full_info gives the fields of another system, or raises."""
+
+    def __init__(self, pid, fields=None, error=None):
+        self.pid = pid
+        self.fields = fields or {}
+        self.error = error
+
+    def memory_full_info(self):
+        if self.error:
+            raise self.error
+        return collections.namedtuple("pfullmem", self.fields)(**self.fields)
+
+
+MB = 2**20
+MACOS_INFO = {"rss": 90 * MB, "vms": 400 * MB, "pfaults": 0, "pageins": 0, "uss": 30 * MB}  # no pss
+LINUX_INFO = {"rss": 90 * MB, "vms": 400 * MB, "uss": 30 * MB, "pss": 60 * MB, "swap": 0}
+UNREADABLE = [
+    ("no PSS on this system", [FakeProcess(1, MACOS_INFO), FakeProcess(2, MACOS_INFO)], "Linux only"),
+    ("a worker we may not read", [FakeProcess(1, LINUX_INFO), FakeProcess(2, error=psutil.AccessDenied(2))],
+     "not allowed to read the memory of process 2"),
+]
+
+
+@pytest.mark.parametrize("tree, reason", [case[1:] for case in UNREADABLE], ids=[case[0] for case in UNREADABLE])
+def test_memory_it_cannot_read_is_not_measured_with_the_reason_never_passed(monkeypatch, tree, reason):
+    monkeypatch.setattr(preflight, "process_tree", lambda process: tree)
+    with pytest.raises(preflight.MemoryUnknown, match=reason):
+        preflight.memory_mb(process=None)
+    check = preflight.memory_check(process=None)
+    assert check.measured is False
+    assert check.line().startswith("? memory with WEB_CONCURRENCY=2: unknown\n    why: ")
+    assert reason in check.line()
+
+
+def test_memory_adds_up_pss_where_linux_reports_it(monkeypatch):
+    gone = FakeProcess(3, error=psutil.NoSuchProcess(3))  # exited between listing and reading
+    monkeypatch.setattr(preflight, "process_tree", lambda process: [FakeProcess(1, LINUX_INFO), gone,
+                                                                     FakeProcess(2, LINUX_INFO)])
+    assert preflight.memory_mb(process=None) == 120
+    check = preflight.memory_check(process=None)
+    assert (check.ok, check.measured, check.title) == (True, True, "memory with WEB_CONCURRENCY=2: 120 MB of 512 MB")
+
+
+def test_the_summary_says_what_was_not_measured(monkeypatch, capsys):
+    results = [preflight.passed("one"), preflight.not_measured("memory: unknown", "PSS is Linux only")]
+    monkeypatch.setattr(preflight, "run_checks", lambda root, static, report: results)
+    assert preflight.main(["."]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 checks, 0 failed, 1 not measured on this machine (?)"

@@ -5,7 +5,8 @@ Usage:  python -m tools.preflight [ROOT] [--static]
 ROOT is the repository's top folder (default: the current folder). The checks that read files
 run first; then the web process from the Procfile is started with $PORT set, measured, and
 stopped with SIGTERM, as on a dyno. --static skips starting it. Each check prints a line
-starting with ✓ or ✗, every ✗ followed by how to fix it; the exit code is 1 if any check failed.
+starting with ✓ or ✗, every ✗ followed by how to fix it, or ? for what cannot be measured on this
+machine (memory, outside Linux) and why; the exit code is 1 if any check failed.
 """
 import argparse
 import fnmatch
@@ -73,14 +74,21 @@ PROBE_MARKER = "WEB-PROBE-RESULT "
 
 @dataclass
 class Check:
-    """One line of the checklist: passed or not, what was checked, and the fix if it failed."""
+    """One line of the checklist: passed or not, what was checked, and the fix if it failed.
+
+    A check that could not be measured here is not failed, but not passed either: measured is
+    False and fix says why.
+    """
 
     ok: bool
     title: str
     fix: str = ""
+    measured: bool = True
 
     def line(self):
         """Return the check as the text printed for it."""
+        if not self.measured:
+            return f"? {self.title}\n    why: {self.fix}"
         text = f"{'✓' if self.ok else '✗'} {self.title}"
         return text if self.ok else f"{text}\n    fix: {self.fix}"
 
@@ -93,6 +101,11 @@ def passed(title):
 def failed(title, fix):
     """Return a failed check with its fix."""
     return Check(False, title, fix)
+
+
+def not_measured(title, why):
+    """Return a check that could not be made on this machine, and why."""
+    return Check(True, title, why, measured=False)
 
 
 # ---- reading the repository -----------------------------------------------------------------
@@ -537,18 +550,36 @@ def process_tree(process):
         return []
 
 
-def memory_mb(process):
-    """Return the memory the server's processes use together, shared memory counted once.
+class MemoryUnknown(Exception):
+    """The server's memory cannot be measured on this machine; the message says why."""
 
-    Linux reports PSS (shared pages split between the processes sharing them); macOS only USS
-    (each process's own pages), which leaves out the libraries' shared code: a little low.
+
+def process_pss(member):
+    """Return one process's PSS in bytes, or raise MemoryUnknown saying why it cannot be read."""
+    try:
+        info = member.memory_full_info()
+    except psutil.AccessDenied:
+        raise MemoryUnknown(f"not allowed to read the memory of process {member.pid}") from None
+    if not hasattr(info, "pss"):
+        raise MemoryUnknown("psutil measures PSS on Linux only (Heroku's dynos run Linux), not on this "
+                            "system; its USS leaves out shared memory and would look too small")
+    return info.pss
+
+
+def memory_mb(process):
+    """Return the memory the server's processes use together (PSS, shared pages counted once), in MB.
+
+    Raises MemoryUnknown where that cannot be measured: PSS is Linux only, and a process may be
+    unreadable. A number that leaves part of the memory out would pass a check it should fail.
     """
+    members = process_tree(process)
+    if not members:
+        raise MemoryUnknown("the web process had exited")
     total = 0
-    for member in process_tree(process):
+    for member in members:
         try:
-            info = member.memory_full_info()
-            total += info.pss if hasattr(info, "pss") else getattr(info, "uss", info.rss)
-        except psutil.Error:
+            total += process_pss(member)
+        except psutil.NoSuchProcess:  # exited between listing and reading: it holds no memory now
             continue
     return total / 2**20
 
@@ -604,6 +635,20 @@ def last_line(path):
     return lines[-1] if lines else "(no output)"
 
 
+def memory_check(process):
+    """Check that the web process and its workers fit in a dyno's memory; "not measured" where unknown."""
+    title = f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}"
+    try:
+        used = settled_memory_mb(process)
+    except MemoryUnknown as reason:
+        return not_measured(f"{title}: unknown", str(reason))
+    title = f"{title}: {used:.0f} MB of {DYNO_MEMORY_MB} MB"
+    if used < DYNO_MEMORY_MB:
+        return passed(title)
+    return failed(title + " (on Heroku: R14 memory quota exceeded)",
+                  "preload the app (preload_app = True) so workers share the model, or lower WEB_CONCURRENCY")
+
+
 def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown_limit_s=SHUTDOWN_LIMIT_S):
     """Start the web command with $PORT set; check boot time (within boot_limit_s), memory and SIGTERM."""
     port = free_port()
@@ -625,12 +670,7 @@ def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown
                            "run the Procfile command locally (make rehearse) and read its first error")]
         checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {boot_limit_s} s)")]
         wait_for_workers(process, WEB_CONCURRENCY)
-        used = settled_memory_mb(process)
-        memory_title = (f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}: {used:.0f} MB "
-                        f"of {DYNO_MEMORY_MB} MB")
-        checks.append(passed(memory_title) if used < DYNO_MEMORY_MB else failed(
-            memory_title + " (on Heroku: R14 memory quota exceeded)",
-            "preload the app (preload_app = True) so workers share the model, or lower WEB_CONCURRENCY"))
+        checks.append(memory_check(process))
         stop_seconds = seconds_to_stop(process, shutdown_limit_s)
         if stop_seconds is None:
             checks.append(failed(f"still running {shutdown_limit_s} s after SIGTERM (Heroku then kills it)",
@@ -697,7 +737,11 @@ def main(argv=None):
     results = run_checks(arguments.root, static=arguments.static,
                          report=lambda line: print(line, flush=True))
     failures = sum(not check.ok for check in results)
-    print(f"{len(results)} checks, {failures} failed" + ("" if failures else ": ready to deploy"))
+    unknown = sum(not check.measured for check in results)
+    summary = f"{len(results)} checks, {failures} failed"
+    if unknown:
+        summary += f", {unknown} not measured on this machine (?)"
+    print(summary + ("" if failures or unknown else ": ready to deploy"))
     return 1 if failures else 0
 
 

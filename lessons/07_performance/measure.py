@@ -2,7 +2,7 @@
 
     rate = in_process_rate(model.predict_proba, rows)          # the limit: no web at all
     load = post_load(url + "/predict", body, seconds=5)         # requests/s and latency
-    memory = process_tree_pss_mb(server.pid)                    # what the dyno pays for
+    memory = process_tree_pss_mb(server.pid)                    # what the dyno pays for (Linux)
     seconds, server = boot_seconds(command, url + "/health")    # spawn to first 200
 
 Every loop here is bounded by a time limit, and everything talks to one URL you give it.
@@ -96,20 +96,38 @@ def wait_for_workers(pid, count, timeout=30.0):
     return len(children)
 
 
+class PssUnknown(Exception):
+    """The PSS of a process cannot be read here; the message says why."""
+
+
+def pss_mb(process):
+    """Return one process's PSS in MB, or raise PssUnknown saying why it cannot be read.
+
+    psutil reports PSS on Linux only (macOS and Windows give USS, which leaves out shared pages).
+    """
+    try:
+        info = process.memory_full_info()
+    except psutil.AccessDenied:
+        raise PssUnknown(f"not allowed to read the memory of process {process.pid}") from None
+    if not hasattr(info, "pss"):
+        raise PssUnknown("PSS is measured on Linux only (as on a Heroku dyno), not on this system")
+    return info.pss / (1024 * 1024)
+
+
 def process_tree_pss_mb(pid):
     """Proportional memory (PSS, MB) of a server process and of its children, separately.
 
     PSS splits memory shared between processes (a preloaded model, say) fairly among
-    them, so adding it up over a master and its workers counts each page once.
+    them, so adding it up over a master and its workers counts each page once. Where it
+    cannot be read, master_mb and workers_mb are None and "unknown" says why.
     """
     master = psutil.Process(pid)
     workers = master.children(recursive=True)
-    megabytes = 1024 * 1024
-    return {
-        "master_mb": master.memory_full_info().pss / megabytes,
-        "workers_mb": sum(worker.memory_full_info().pss for worker in workers) / megabytes,
-        "workers": len(workers),
-    }
+    try:
+        return {"master_mb": pss_mb(master), "workers_mb": sum(pss_mb(worker) for worker in workers),
+                "workers": len(workers), "unknown": None}
+    except PssUnknown as reason:
+        return {"master_mb": None, "workers_mb": None, "workers": len(workers), "unknown": str(reason)}
 
 
 def answers_ok(url):
