@@ -104,8 +104,22 @@ def plant_unsupported_python(root):
     (root / ".python-version").write_text("3.9\n")
 
 
-def plant_second_package_manager(root):
+def plant_pipfile_without_lock(root):
     (root / "Pipfile").write_text('[packages]\nflask = "*"\n')
+
+
+def plant_second_package_manager(root):
+    (root / "uv.lock").write_text("version = 1\n")
+
+
+def plant_local_path_outside_the_repository(root):
+    with (root / "requirements.txt").open("a") as file:
+        file.write("-e /Users/me/projects/helpers\n")
+
+
+def plant_no_python_file(root):
+    for name in ["requirements.txt", ".python-version", "runtime.txt"]:
+        (root / name).unlink(missing_ok=True)
 
 
 def plant_node_package_file(root):
@@ -176,7 +190,13 @@ PLANTED = [
     ("runtime.txt", plant_runtime_txt, ["runtime.txt is present", "deprecated"]),
     ("full Python version", plant_full_python_version, [".python-version", "3.11.7"]),
     ("unsupported Python", plant_unsupported_python, ["Python 3.9", "not one Heroku supports"]),
-    ("second package manager", plant_second_package_manager, ["more than one package manager", "Pipfile"]),
+    ("Pipfile without its lock", plant_pipfile_without_lock, ["Pipfile without its Pipfile.lock", "pipenv lock"]),
+    ("second package manager", plant_second_package_manager,
+     ["more than one package manager", "requirements.txt, uv.lock"]),
+    ("-e a path on your machine", plant_local_path_outside_the_repository,
+     ["cannot install", "-e /Users/me/projects/helpers", "path on your machine"]),
+    ("nothing Heroku recognises as Python", plant_no_python_file,
+     ["cannot tell this is a Python app"]),
     ("package.json at the root", plant_node_package_file, ["another language", "package.json", "Node.js"]),
     ("committed .venv", plant_committed_venv, ["virtual environment", ".venv/"]),
     ("Procfile.txt", plant_procfile_misnamed, ["no Procfile", "Procfile.txt"]),
@@ -382,3 +402,47 @@ def test_the_summary_says_what_was_not_measured(monkeypatch, capsys):
     monkeypatch.setattr(preflight, "run_checks", lambda root, static, report: results)
     assert preflight.main(["."]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2 checks, 0 failed, 1 not measured on this machine (?)"
+
+
+# --- what the Python buildpack accepts (bin/detect and lib/package_manager.sh), the preflight accepts too ---
+
+def use_only(root, name, text):
+    """Replace requirements.txt by another package manager's file."""
+    (root / "requirements.txt").unlink()
+    (root / name).write_text(text)
+
+
+def append_line(path, line):
+    """Add one line at the end of a text file."""
+    path.write_text(path.read_text() + line + "\n")
+
+
+ACCEPTED = [
+    # (what the repository has, how to make it, the line the preflight prints for it)
+    ("uv.lock", lambda root: use_only(root, "uv.lock", "version = 1\n"), "✓ one package manager: uv.lock"),
+    ("poetry.lock", lambda root: use_only(root, "poetry.lock", "# poetry\n"), "✓ one package manager: poetry.lock"),
+    ("Pipfile and Pipfile.lock", lambda root: (use_only(root, "Pipfile.lock", "{}\n"),
+                                               (root / "Pipfile").write_text("[packages]\n")),
+     "✓ one package manager: Pipfile.lock"),
+    ("composer.json (PHP comes after Python)", lambda root: (root / "composer.json").write_text("{}\n"),
+     "✓ Heroku will detect a Python app"),
+    ("-e . (the repository itself)", lambda root: append_line(root / "requirements.txt", "-e ."),
+     "✓ requirements.txt: every line installable on Linux"),
+]
+
+
+@pytest.mark.parametrize("change, line", [case[1:] for case in ACCEPTED], ids=[case[0] for case in ACCEPTED])
+def test_preflight_accepts_what_the_buildpack_accepts(repo_copy, change, line):
+    change(repo_copy)
+    lines = []
+    results = preflight.run_checks(repo_copy, static=True, report=lines.append)
+    assert line in lines
+    assert [check.title for check in results if not check.ok] == []
+
+
+def test_with_another_package_manager_the_requirements_are_not_measured(repo_copy):
+    use_only(repo_copy, "uv.lock", "version = 1\n")
+    lines = []
+    preflight.run_checks(repo_copy, static=True, report=lines.append)
+    assert "? requirements in uv.lock not checked" in "\n".join(lines)
+    assert "packages of the Python running the preflight" in "\n".join(lines)

@@ -7,6 +7,11 @@ run first; then the web process from the Procfile is started with $PORT set, mea
 stopped with SIGTERM, as on a dyno. --static skips starting it. Each check prints a line
 starting with ✓ or ✗, every ✗ followed by how to fix it, or ? for what cannot be measured on this
 machine (memory, outside Linux) and why; the exit code is 1 if any check failed.
+
+It starts the app with the Python running it and the packages installed there, not with a fresh
+install of ROOT's requirements: to check another project, run it from that project's environment
+(its requirements installed, plus psutil). The file checks follow what Heroku's classic Python
+buildpack does (its bin/detect and package-manager choice); pins are read from requirements.txt only.
 """
 import argparse
 import fnmatch
@@ -45,15 +50,23 @@ WEB_CONCURRENCY = 2
 PYTHON_RUNTIME_MB = 60
 
 # The files that tell Heroku which Python package manager an app uses.
+# What Heroku's classic Python buildpack does (bin/detect, lib/package_manager.sh):
+# any of these files at the root makes it build the app as Python ...
+PYTHON_PROJECT_FILES = (
+    ".python-version", "__init__.py", "app.py", "main.py", "manage.py", "pdm.lock", "Pipfile", "Pipfile.lock",
+    "poetry.lock", "pyproject.toml", "requirements.txt", "runtime.txt", "server.py", "setup.cfg", "setup.py",
+    "uv.lock", "__pycache__", ".venv", "venv",
+)
+# ... and the build then needs exactly one of these package-manager files (a Pipfile alone stops it).
 PACKAGE_MANAGER_FILES = {
+    "Pipfile.lock": "Pipenv",
     "requirements.txt": "pip",
-    "Pipfile": "pipenv",
-    "Pipfile.lock": "pipenv",
-    "poetry.lock": "poetry",
+    "poetry.lock": "Poetry",
     "uv.lock": "uv",
 }
-# Files that make Heroku detect another language first (it tries Node.js before Python).
-OTHER_LANGUAGE_FILES = {"package.json": "Node.js", "Gemfile": "Ruby", "composer.json": "PHP"}
+# Heroku tries the languages in a fixed order (Ruby, Node.js, Clojure, Python, Java, ..., PHP, Go):
+# these files make it pick a language that comes before Python. (composer.json, PHP, comes after.)
+OTHER_LANGUAGE_FILES = {"Gemfile": "Ruby", "package.json": "Node.js", "project.clj": "Clojure"}
 
 # Requirement names that cannot be installed on a Linux dyno, and what to do instead.
 UNINSTALLABLE = {
@@ -135,7 +148,7 @@ def requirement_lines(path, seen=None):
             continue
         if text.startswith(("-r ", "--requirement ")):
             yield from requirement_lines(path.parent / text.split(None, 1)[1], seen)
-        elif text.startswith("-") and not text.startswith("-e"):
+        elif text.startswith("-") and not text.startswith(("-e", "--editable")):
             continue  # a pip option such as --hash or --index-url, not a requirement
         else:
             yield path.name, number, text
@@ -190,37 +203,70 @@ def split_command(command):
 # ---- static checks --------------------------------------------------------------------------
 
 def check_package_manager(files):
-    """Exactly one package-manager file at the root, and it is requirements.txt."""
+    """Exactly one package-manager file at the root, as the Python buildpack requires."""
+    if "Pipfile" in files and "Pipfile.lock" not in files:
+        return [failed("a Pipfile without its Pipfile.lock: Heroku stops the build",
+                       "run `pipenv lock` and commit Pipfile.lock, or delete the Pipfile")]
     found = [name for name in PACKAGE_MANAGER_FILES if name in files]
-    managers = sorted({PACKAGE_MANAGER_FILES[name] for name in found})
-    if managers == ["pip"]:
-        return [passed("one package manager: requirements.txt")]
-    if not managers:
-        return [failed("no requirements.txt at the root",
-                       "Heroku cannot tell this is a Python app: add requirements.txt with exact pins")]
-    return [failed(f"more than one package manager: {', '.join(found)}",
-                   "Heroku uses only one; keep requirements.txt and delete the others")]
+    if len(found) == 1:
+        return [passed(f"one package manager: {found[0]}")]
+    if not found:
+        return [failed("no package-manager file at the root: Heroku stops the build",
+                       "add requirements.txt with exact pins (or Pipfile.lock, poetry.lock or uv.lock)")]
+    return [failed(f"more than one package manager: {', '.join(found)}: Heroku stops the build",
+                   "keep one of them and delete the others")]
 
 
 def check_other_languages(files):
-    """No file at the root that makes Heroku build the app as another language."""
+    """Heroku detects a Python app, and no language it tries before Python."""
     found = [f"{name} ({language})" for name, language in OTHER_LANGUAGE_FILES.items() if name in files]
-    if not found:
-        return [passed("Heroku will detect a Python app")]
-    return [failed(f"Heroku may build this as another language: {', '.join(found)} at the root",
-                   "move that file out of the root, or run `heroku buildpacks:set heroku/python`")]
+    if found:
+        return [failed(f"Heroku will build this as another language: {', '.join(found)} at the root",
+                       "move that file out of the root, or run `heroku buildpacks:set heroku/python`")]
+    if not any(name in files or any(path.startswith(name + "/") for path in files) for name in PYTHON_PROJECT_FILES):
+        return [failed("Heroku cannot tell this is a Python app: none of the files it looks for is at the root",
+                       "add requirements.txt with exact pins")]
+    return [passed("Heroku will detect a Python app")]
+
+
+def local_path(text):
+    """Return the path a requirement line installs from (-e ., a/path, name @ file:...), or None."""
+    target = re.sub(r"^(-e|--editable)(\s+|=)", "", text).strip()
+    if " @ " in target:
+        target = target.split(" @ ", 1)[1].strip()
+    if target.startswith("file:"):
+        return re.sub(r"^file:(//)?", "", target) or "/"
+    if "://" in target or target.startswith(("git+", "hg+", "svn+", "bzr+")):
+        return None
+    if target.startswith((".", "/", "~")) or "/" in target:
+        return target
+    return None
+
+
+def inside_repository(root, path):
+    """True when path (relative to root, or absolute) is a folder or file inside the repository."""
+    resolved = (root / path).resolve() if not path.startswith(("/", "~")) else pathlib.Path(path).expanduser()
+    return resolved.exists() and resolved.is_relative_to(root)
 
 
 def check_requirements(root):
     """requirements.txt: installable on Linux, every line pinned with ==, gunicorn present."""
     if not (root / "requirements.txt").is_file():
-        return []
+        others = [name for name in PACKAGE_MANAGER_FILES if (root / name).is_file()]
+        if not others:
+            return []
+        return [not_measured(f"requirements in {others[0]} not checked",
+                             "this preflight reads requirements.txt only; the app is started below with the "
+                             "packages of the Python running the preflight")]
     uninstallable, unpinned, names = [], [], set()
     for file_name, number, text in requirement_lines(root / "requirements.txt"):
         where = f"{file_name}:{number} {text!r}"
         name = requirement_name(text)
         names.add(name)
-        if " @ file:" in text or text.startswith(("-e", "file:", ".", "/")):
+        path = local_path(text)
+        if path is not None and inside_repository(root, path):
+            continue  # a folder of the repository itself (-e . and the like): pip installs it on Heroku too
+        if path is not None:
             uninstallable.append(f"{where} is a path on your machine (from a conda or pip freeze)")
         elif re.match(r"^[A-Za-z0-9._-]+=[^=]", text):
             uninstallable.append(f"{where} is conda's format, not pip's")
@@ -446,6 +492,10 @@ def check_model_versions(root, files, app_uri):
     metadata_files = model_metadata_files(root, files, app_uri) if app_uri else []
     if not metadata_files:
         return [passed("no model metadata with library versions found beside the app (nothing to compare)")]
+    if not (root / "requirements.txt").is_file():
+        names = ", ".join(str(p.relative_to(root)) for p in metadata_files)
+        return [not_measured(f"model metadata versions ({names}) not compared with the pins",
+                             "this preflight reads pins from requirements.txt only")]
     pins = pinned_versions(root)
     python_file = root / ".python-version"
     python_major = python_file.read_text().strip() if python_file.is_file() else None
@@ -734,6 +784,7 @@ def main(argv=None):
     parser.add_argument("--static", action="store_true", help="only read files; do not start the app")
     arguments = parser.parse_args(argv)
     print(f"Preflight for Heroku: {pathlib.Path(arguments.root).resolve()}", flush=True)
+    print(f"(the app is started with this Python and its installed packages: {sys.executable})", flush=True)
     results = run_checks(arguments.root, static=arguments.static,
                          report=lambda line: print(line, flush=True))
     failures = sum(not check.ok for check in results)
