@@ -382,7 +382,7 @@ def test_memory_it_cannot_read_is_not_measured_with_the_reason_never_passed(monk
     monkeypatch.setattr(preflight, "process_tree", lambda process: tree)
     with pytest.raises(preflight.MemoryUnknown, match=reason):
         preflight.memory_mb(process=None)
-    check = preflight.memory_check(process=None)
+    check = preflight.memory_check(process=None, workers=2)
     assert check.measured is False
     assert check.line().startswith("? memory with WEB_CONCURRENCY=2: unknown\n    why: ")
     assert reason in check.line()
@@ -393,7 +393,7 @@ def test_memory_adds_up_pss_where_linux_reports_it(monkeypatch):
     monkeypatch.setattr(preflight, "process_tree", lambda process: [FakeProcess(1, LINUX_INFO), gone,
                                                                      FakeProcess(2, LINUX_INFO)])
     assert preflight.memory_mb(process=None) == 120
-    check = preflight.memory_check(process=None)
+    check = preflight.memory_check(process=None, workers=2)
     assert (check.ok, check.measured, check.title) == (True, True, "memory with WEB_CONCURRENCY=2: 120 MB of 512 MB")
 
 

@@ -34,6 +34,8 @@ from importlib import metadata
 
 import psutil
 
+from tools.dyno import DYNO_MEMORY_MB, dyno_environment
+
 # Python versions Heroku supports today (November 2026), the one place to update them.
 # Heroku follows Python's own end-of-life dates: 3.9 was removed in January 2026, and 3.10
 # (end of life October 2026, deprecated on Heroku since November 2025) is on its way out.
@@ -41,11 +43,9 @@ import psutil
 SUPPORTED_PYTHON = ("3.11", "3.12", "3.13", "3.14")
 
 # Heroku's limits for a Basic/Eco dyno and its builds.
-DYNO_MEMORY_MB = 512
 BOOT_LIMIT_S = 60
 SHUTDOWN_LIMIT_S = 30
 SLUG_LIMIT_MB = 500
-WEB_CONCURRENCY = 2
 # Roughly what the Python interpreter Heroku installs adds to the slug.
 PYTHON_RUNTIME_MB = 60
 
@@ -355,8 +355,7 @@ def check_procfile(root, files):
 
 def probe_web_command(root, settings, gunicorn_args, port):
     """Run tools/web_probe.py in root for the web command; return its JSON result."""
-    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), **settings)
-    env.pop("GUNICORN_DEV", None)
+    env = dict(dyno_environment(), PORT=str(port), **settings)
     # The dyno's shell expands $PORT and friends in the Procfile command; do the same.
     arguments = [string.Template(argument).safe_substitute(env) for argument in gunicorn_args]
     result = subprocess.run([sys.executable, str(PROBE), *arguments], cwd=root, env=env,
@@ -685,9 +684,9 @@ def last_line(path):
     return lines[-1] if lines else "(no output)"
 
 
-def memory_check(process):
+def memory_check(process, workers):
     """Check that the web process and its workers fit in a dyno's memory; "not measured" where unknown."""
-    title = f"memory with WEB_CONCURRENCY={WEB_CONCURRENCY}"
+    title = f"memory with WEB_CONCURRENCY={workers}"
     try:
         used = settled_memory_mb(process)
     except MemoryUnknown as reason:
@@ -702,8 +701,8 @@ def memory_check(process):
 def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown_limit_s=SHUTDOWN_LIMIT_S):
     """Start the web command with $PORT set; check boot time (within boot_limit_s), memory and SIGTERM."""
     port = free_port()
-    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY=str(WEB_CONCURRENCY), PYTHONUNBUFFERED="1")
-    env.pop("GUNICORN_DEV", None)
+    # What a classic web dyno sets (tools/dyno.py): WEB_CONCURRENCY, the access log and the rest.
+    env = dict(dyno_environment(), PORT=str(port), PYTHONUNBUFFERED="1")
     # Commands such as `gunicorn` resolve in this Python's environment, as on the dyno.
     env["PATH"] = str(pathlib.Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     with open(log_path, "w") as log:
@@ -719,8 +718,8 @@ def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown
             return [failed(f"the web process {state}",
                            "run the Procfile command locally (make rehearse) and read its first error")]
         checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {boot_limit_s} s)")]
-        wait_for_workers(process, WEB_CONCURRENCY)
-        checks.append(memory_check(process))
+        wait_for_workers(process, int(env["WEB_CONCURRENCY"]))
+        checks.append(memory_check(process, int(env["WEB_CONCURRENCY"])))
         stop_seconds = seconds_to_stop(process, shutdown_limit_s)
         if stop_seconds is None:
             checks.append(failed(f"still running {shutdown_limit_s} s after SIGTERM (Heroku then kills it)",
