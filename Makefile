@@ -81,13 +81,13 @@ train: $(STAMP)
 images: $(STAMP)
 	$(BIN)/python images/make_images.py $(OUT)
 
-# gunicorn listens on every interface, as on a dyno; GUNICORN_CMD_ARGS (which wins over
-# gunicorn.conf.py) keeps the rehearsal on 127.0.0.1, so only this machine can reach it.
+# The Procfile with what a classic web dyno sets (tools/dyno.py: DYNO, WEB_CONCURRENCY,
+# GUNICORN_CMD_ARGS, FORWARDED_ALLOW_IPS), except that gunicorn listens on 127.0.0.1 only
+# (--bind in GUNICORN_CMD_ARGS wins over gunicorn.conf.py), so only this machine can reach it.
 rehearse: REHEARSE_PORT = $(shell sed -n 's/^PORT=//p' .env)
 rehearse: $(STAMP)
 	@echo "Procfile under honcho: http://127.0.0.1:$(REHEARSE_PORT)  (Ctrl+C to stop)"
-	@# Loopback only; and a line per request from gunicorn, since no Heroku router is here to log it.
-	GUNICORN_CMD_ARGS="--bind 127.0.0.1:$(REHEARSE_PORT) --access-logfile -" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --env .env web
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tools.dyno --loopback-port $(REHEARSE_PORT) $(BIN)/honcho start --env .env web
 
 preflight: $(STAMP)
 	$(BIN)/python -m tools.preflight .

@@ -35,8 +35,10 @@ def all_interfaces():
 # Development listens on the loopback only: nobody else on your network reaches your laptop.
 bind = [f"127.0.0.1:{PORT}"] if DEVELOPMENT else [f"{all_interfaces()}:{PORT}"]
 
-# Worker processes serve requests in parallel. Heroku sets WEB_CONCURRENCY for the dyno size
-# (2 on a 512 MB Basic or Eco dyno); 2 is also our local default.
+# Worker processes serve requests in parallel. On Heroku's classic stack the Python buildpack
+# sets WEB_CONCURRENCY when a dyno boots, unless you set it yourself: the lower of 2 x CPU cores
+# + 1 and the memory / 256 MB, so 2 on a 512 MB Eco, Basic or Standard-1X dyno. The newer Fir
+# stack sets nothing, so the default here is that same 2.
 workers = 1 if DEVELOPMENT else int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 # ---- Concurrency inside each worker: the one place to change it -----------------------------
@@ -81,14 +83,15 @@ graceful_timeout = 20
 # never sends a request down a connection we are closing at that moment.
 keepalive = 100
 
-# A line per request. On Heroku, the router already logs every request: method, path, status,
-# time taken, bytes and request id (`heroku logs` shows them as heroku[router]). gunicorn's own
-# line would say it all again, and writing it took 15 % of the server's CPU time for a one-row
-# prediction (make bench). So production leaves it to the router; development (make serve)
-# prints it to stdout ("-"), so you see each request you make. Elsewhere, or to get it anyway:
-#     heroku config:set GUNICORN_CMD_ARGS="--access-logfile -"
-# The request id is set by Heroku's router: search for it in `heroku logs` to follow a request.
-accesslog = "-" if DEVELOPMENT else None
+# A line per request, to stdout ("-"), with the request id Heroku's router adds (search for it in
+# `heroku logs` to follow one request). On a classic-stack dyno the Python buildpack sets
+# GUNICORN_CMD_ARGS="--access-logfile -" unless you set it, and those options win over this
+# file, so a dyno writes this line whatever is set here: the file says the same, so that
+# `make serve`, `make rehearse` and a dyno all behave alike. It costs some CPU (about 15 % of a
+# one-row prediction, make bench). To drop it, on Heroku too: set accesslog = None here AND
+# give GUNICORN_CMD_ARGS a value of your own, e.g. heroku config:set GUNICORN_CMD_ARGS="--log-level info"
+# (the buildpack only fills it in when it is unset or empty). The router logs each request anyway.
+accesslog = "-"
 access_log_format = (
     'method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s '
     'request_id=%({x-request-id}i)s'

@@ -9,7 +9,9 @@ Two models, each served by two apps: the iris model (final_app's own; reference
 bench/reference_app.py) and lesson 08's penguin classifier, fitted on a pandas DataFrame
 (final_app with MODEL_DIR set; reference bench/reference_penguins.py). All four apps run at
 once on loopback, each on a free port, with 2 workers: final_app under its own Procfile
-command with WEB_CONCURRENCY=2, the references under uvicorn. Each round loads each app in
+command with the environment of a 512 MB classic web dyno (tools/dyno.py: WEB_CONCURRENCY=2 and
+the buildpack's GUNICORN_CMD_ARGS, so gunicorn writes its access log as on Heroku), the
+references under uvicorn. Each round loads each app in
 turn with the same request; the report quotes medians over rounds, because this machine is
 shared and noisy. Every server started here is stopped on exit.
 """
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT / "lessons" / "07_performance"))  # measure: the les
 from final_app.linear import fast_predict, rows_within_bounds  # noqa: E402
 from final_app.artifact import load_model_and_metadata  # noqa: E402
 from lesson_helpers import free_port, stop  # noqa: E402
+from tools.dyno import DYNO_MEMORY_MB, dyno_environment  # noqa: E402
 import measure  # noqa: E402
 
 BATCH_ROWS = 1000
@@ -124,8 +127,8 @@ def reference_command(python, module="bench.reference_app"):
 
 
 def app_environment(port, gunicorn_args, model_dir=None):
-    """The environment every server gets: the Heroku-like settings, the port, the venv first."""
-    env = dict(os.environ, PORT=str(port), WEB_CONCURRENCY="2", PYTHONUNBUFFERED="1")
+    """The environment every server gets: a classic web dyno's (tools/dyno.py), the port, the venv first."""
+    env = dict(dyno_environment(memory_mb=DYNO_MEMORY_MB), PORT=str(port), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("FLASK_DEBUG", None)
     env.pop("MODEL_DIR", None)  # the model is chosen here, not by the shell that ran the bench
@@ -133,7 +136,8 @@ def app_environment(port, gunicorn_args, model_dir=None):
         env["MODEL_DIR"] = str(model_dir)
     # Options given here win over gunicorn.conf.py. Listen on loopback only: nobody else on
     # the network needs to reach a benchmark.
-    env["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{port} {gunicorn_args}".strip()
+    # (The dyno's own GUNICORN_CMD_ARGS, gunicorn's access log, stays: it is what Heroku runs.)
+    env["GUNICORN_CMD_ARGS"] = f"{env['GUNICORN_CMD_ARGS']} --bind 127.0.0.1:{port} {gunicorn_args}".strip()
     return env
 
 
@@ -574,7 +578,8 @@ def header_lines(args, report):
         "- final_app: " + ", ".join(f"{k} {v}" for k, v in final_versions.items()
                                     if k in ("flask", "werkzeug", "gunicorn", "scikit-learn", "numpy",
                                              "pandas")),
-        f"  under the Procfile command, WEB_CONCURRENCY=2"
+        f"  under the Procfile command, as on a 512 MB classic web dyno (tools/dyno.py: WEB_CONCURRENCY=2, "
+        f"GUNICORN_CMD_ARGS=`--access-logfile -`, FORWARDED_ALLOW_IPS, DYNO)"
         + (f", GUNICORN_CMD_ARGS=`{args.gunicorn_args}`" if args.gunicorn_args else "")
         + f"; for penguins with MODEL_DIR={PENGUINS_DIR.relative_to(ROOT)}",
         "- references (bench/reference_app.py for iris, bench/reference_penguins.py for penguins): "

@@ -17,10 +17,12 @@ import requests
 from conftest import ROOT
 from final_app.artifact import load_model_and_metadata
 from lesson_helpers import running
+from tools.dyno import dyno_environment
 
 VENV_BIN = os.path.dirname(sys.executable)
-# Programs named in the Procfile (gunicorn) resolve in this virtualenv, as on the dyno.
-ENV = {"PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""), "WEB_CONCURRENCY": "2"}
+# What a classic web dyno sets (tools/dyno.py); programs named in the Procfile (gunicorn)
+# resolve in this virtualenv, as on the dyno.
+ENV = dict(dyno_environment({}), PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.9, 3.0, 5.1, 1.8]]
 HEROKU_SHUTDOWN_S = 30
 
@@ -97,10 +99,14 @@ def test_procfile_web_process_under_honcho_serves_predictions(tmp_path):
         health = requests.get(base_url + "/health", timeout=10)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
-        response = requests.post(base_url + "/predict", json={"instances": ROWS}, timeout=10)
+        response = requests.post(base_url + "/predict", json={"instances": ROWS}, timeout=10,
+                                 headers={"X-Request-ID": "rehearsal-42"})
         assert_predictions_match_the_model(response, ROWS)
         assert response.json()["model_version"] == health.json()["model_version"]
         wait_for(lambda: any("final_app: ready: model" in line for line in output), 10, "the app's ready line")
+        # The buildpack's GUNICORN_CMD_ARGS turns on gunicorn's line per request, in our format.
+        wait_for(lambda: any('method=POST path="/predict" status=200' in line and "request_id=rehearsal-42" in line
+                             for line in output), 10, "gunicorn's access line for the POST")
     assert any(line.startswith(tuple("0123456789")) and "web.1" in line for line in output)
 
 
@@ -248,5 +254,6 @@ def test_dot_env_is_for_local_runs_on_the_readme_port():
     settings = dict(line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
                     if line and not line.startswith("#"))
     assert settings["PORT"] == "5006"
-    assert settings["WEB_CONCURRENCY"] == "2"
-    assert "honcho start --env .env web" in (ROOT / "Makefile").read_text()
+    assert "WEB_CONCURRENCY" not in settings  # the dyno's own value, from tools/dyno.py, as on Heroku
+    assert "-m tools.dyno --loopback-port $(REHEARSE_PORT) $(BIN)/honcho start --env .env web" in \
+        (ROOT / "Makefile").read_text()

@@ -66,12 +66,33 @@ def test_logs_go_to_the_standard_streams(monkeypatch):
     assert gunicorn_settings(monkeypatch, PORT="43210", LOG_LEVEL="WARNING").loglevel == "warning"
 
 
-def test_access_log_is_left_to_herokus_router_in_production_and_shown_in_development(monkeypatch):
-    assert gunicorn_settings(monkeypatch, PORT="43210").accesslog is None
+def test_access_log_is_on_everywhere_as_on_a_dyno(monkeypatch):
+    assert gunicorn_settings(monkeypatch, PORT="43210").accesslog == "-"
     assert gunicorn_settings(monkeypatch, PORT="8000", GUNICORN_DEV="1").accesslog == "-"
-    # The way the config file's comment gives to turn it on in production.
-    turned_on = gunicorn_settings(monkeypatch, PORT="43210", GUNICORN_CMD_ARGS="--access-logfile -")
-    assert turned_on.accesslog == "-"
+    # What the buildpack sets on a classic dyno: the same.
+    on_a_dyno = gunicorn_settings(monkeypatch, PORT="43210", GUNICORN_CMD_ARGS="--access-logfile -")
+    assert on_a_dyno.accesslog == "-"
+
+
+def test_the_way_to_drop_the_access_log_on_heroku_works(tmp_path):
+    # The config file's advice: accesslog = None in the file, and GUNICORN_CMD_ARGS set to
+    # something of your own, so that the buildpack leaves it alone. In a separate Python, as
+    # gunicorn would read the edited file afresh.
+    text = (ROOT / "gunicorn.conf.py").read_text()
+    assert text.count('accesslog = "-"') == 1
+    (tmp_path / "gunicorn.conf.py").write_text(text.replace('accesslog = "-"', "accesslog = None"))
+    script = ("import sys\nfrom gunicorn.app.wsgiapp import WSGIApplication\n"
+              "sys.argv = ['gunicorn', '--config', 'gunicorn.conf.py', 'final_app.app:app']\n"
+              "settings = WSGIApplication('%(prog)s', prog='gunicorn').cfg\n"
+              "print(settings.accesslog, settings.loglevel)\n")
+    env = {"PATH": os.environ["PATH"], "PORT": "43210"}
+    answers = []
+    for cmd_args in ("--log-level info", "--access-logfile -"):  # yours; the buildpack's
+        result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                                env=dict(env, GUNICORN_CMD_ARGS=cmd_args), timeout=60)
+        assert result.returncode == 0, result.stderr
+        answers.append(result.stdout.strip())
+    assert answers == ["None info", "- info"]
 
 
 def test_each_worker_freezes_what_is_loaded_before_serving():
