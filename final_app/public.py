@@ -87,7 +87,8 @@ def options_on(settings):
     """Return, for the start-up log line, what is on: never a key, only how many."""
     options = []
     if settings["API_KEYS"]:
-        options.append(f"API_KEYS ({len(settings['API_KEYS'])} keys)")
+        count = len(settings["API_KEYS"])
+        options.append(f"API_KEYS ({count} key{'s' if count > 1 else ''})")
     if settings["CORS_ORIGINS"]:
         options.append("CORS_ORIGINS " + " ".join(settings["CORS_ORIGINS"]))
     if settings["REQUEST_IDS"]:
