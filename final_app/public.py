@@ -180,7 +180,9 @@ def preflight_headers():
 
 def add_cors_headers(response, origins):
     """Let a listed origin read the response; say nothing to any other. Always vary on Origin."""
-    response.vary.add("Origin")  # a cache must not give one origin's answer to another
+    # A cache must not give one origin's answer to another. (Set directly: response.vary parses the header.)
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
     origin = request.headers.get("Origin")
     if origin is not None and origin in origins:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -225,9 +227,10 @@ def start_timer():
 
 def log_prediction(response, model_version, with_data):
     """Write the prediction log's line for this POST /predict: one line, logfmt."""
-    fields = {"model_version": model_version, "rows": g.get("rows", "-"), "status": response.status_code,
-              "duration_ms": f"{(time.perf_counter() - g.started) * 1000:.2f}"}
+    # Plain formatting, not a loop over fields: this runs on every prediction.
+    line = (f"prediction model_version={model_version} rows={g.get('rows', '-')} status={response.status_code} "
+            f"duration_ms={(time.perf_counter() - g.started) * 1000:.2f}")
     if with_data:
-        fields["instances"] = g.get("instances", "-")
-        fields["predictions"] = g.get("predictions", "-")
-    LOG.info("prediction %s", " ".join(f"{name}={logfmt_value(value)}" for name, value in fields.items()))
+        line += (f" instances={logfmt_value(g.get('instances', '-'))}"
+                 f" predictions={logfmt_value(g.get('predictions', '-'))}")
+    LOG.info(line)
