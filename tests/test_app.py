@@ -384,7 +384,8 @@ def test_settings_from_environment(tmp_path):
     settings = settings_from_env({"MODEL_DIR": str(tmp_path), "MAX_BATCH_ROWS": "50",
                                   "MAX_BODY_BYTES": "2048", "LOG_LEVEL": "warning"})
     assert settings == {"MODEL_DIR": str(tmp_path), "MAX_BATCH_ROWS": 50,
-                        "MAX_BODY_BYTES": 2048, "LOG_LEVEL": "WARNING"}
+                        "MAX_BODY_BYTES": 2048, "LOG_LEVEL": "WARNING",
+                        "API_KEYS": (), "CORS_ORIGINS": (), "REQUEST_IDS": False, "PREDICTION_LOG": "off"}
 
 
 @pytest.mark.parametrize("name, value", [
