@@ -2,7 +2,9 @@
 
 Everything the app shows and checks comes from the model's metadata (final_app/artifact.py).
 
-Configuration comes from environment variables: MODEL_DIR, MAX_BATCH_ROWS, MAX_BODY_BYTES, LOG_LEVEL.
+Configuration comes from environment variables: MODEL_DIR, MAX_BATCH_ROWS, MAX_BODY_BYTES, LOG_LEVEL,
+and the options for an app open to the internet (final_app/public.py): API_KEYS, CORS_ORIGINS,
+REQUEST_IDS, PREDICTION_LOG. Each of those is off unless set.
 """
 import json
 import logging
@@ -13,11 +15,12 @@ import traceback
 import numpy as np
 import orjson
 import sklearn
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from final_app.artifact import ModelError, load_model_and_metadata
 from final_app.linear import fast_predict, rows_within_bounds
+from final_app import public
 from final_app.openapi import build_openapi
 from final_app.validation import (InstanceValidator, RequestError, feature_label, form_choices, model_input,
                                   parse_form, parse_json)
@@ -27,7 +30,8 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the platform's log router 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 DEFAULTS = {"MODEL_DIR": None, "MAX_BATCH_ROWS": 10_000, "MAX_BODY_BYTES": 4 * 1024 * 1024,
-            "LOG_LEVEL": "INFO"}
+            "LOG_LEVEL": "INFO", "API_KEYS": (), "CORS_ORIGINS": (), "REQUEST_IDS": False,
+            "PREDICTION_LOG": "off"}
 
 # One policy for every response: nothing but our own stylesheet and images, no scripts, no framing.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -66,6 +70,13 @@ def settings_from_env(environ):
     if settings["LOG_LEVEL"] not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                           f"got {environ['LOG_LEVEL']!r}")
+    try:
+        settings["API_KEYS"] = public.parse_api_keys(environ.get("API_KEYS"))
+        settings["CORS_ORIGINS"] = public.parse_origins(environ.get("CORS_ORIGINS"))
+        settings["REQUEST_IDS"] = public.parse_switch("REQUEST_IDS", environ.get("REQUEST_IDS"))
+        settings["PREDICTION_LOG"] = public.parse_prediction_log(environ.get("PREDICTION_LOG"))
+    except public.PublicConfigError as error:
+        raise ConfigError(str(error)) from None
     return settings
 
 
@@ -73,7 +84,8 @@ def configure_logging(level):
     """Send final_app's log lines to stdout, one line per event (once per process)."""
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        # With REQUEST_IDS on, each line about a request ends with its id (off: the line is unchanged).
+        handler.setFormatter(public.RequestIdFormatter(LOG_FORMAT))
         LOG.addHandler(handler)
         LOG.propagate = False
     LOG.setLevel(level)
@@ -214,6 +226,17 @@ def register_error_handlers(app):
         LOG.info("rejected %s %s with %s: %s", request.method, request.path, error.status, error.message)
         return error_response(app, error.message, error.status)
 
+    @app.errorhandler(public.KeyRefused)
+    def key_refused(error):
+        # The message says what was wrong; the key itself is never logged.
+        LOG.info("refused %s %s with 401: %s", request.method, request.path, error.message)
+        return error_response(app, error.message, 401, {"WWW-Authenticate": error.challenge})
+
+    @app.errorhandler(public.PreflightRefused)
+    def preflight_refused(error):
+        LOG.info("refused CORS preflight for %s with 403: %s", request.path, error.message)
+        return error_response(app, error.message, 403)
+
     @app.errorhandler(HTTPException)
     def http_error(error):
         if is_page_path(request.path) or error.code is None:
@@ -237,17 +260,23 @@ def register_api(app, predictor, metadata, validator, openapi):
     health_body = json.dumps({"status": "ok", "model_version": model_version})
     metadata_body = json.dumps(metadata)
     openapi_body = json.dumps(openapi)
+    log_data = app.config["PREDICTION_LOG"] == "with-data"
 
     @app.post("/predict")
     def predict():
         if not request.is_json:
             raise RequestError("send the body as JSON with the header Content-Type: application/json",
                                status=415)
-        X = validator.model_input(parse_json(read_body(app.config["MAX_BODY_BYTES"]), validator.example))
+        payload = parse_json(read_body(app.config["MAX_BODY_BYTES"]), validator.example)
+        X = validator.model_input(payload)
+        predictions = predictor.predict(X)
+        g.rows = len(predictions)  # for the prediction log
+        if log_data:
+            g.instances, g.predictions = payload["instances"], predictions
         # orjson writes the same JSON values as json.dumps (5e-7 where json writes 5e-07: the
         # same number), about 20 times as fast for 1000 rows: writing thousands of probabilities
         # as text had been the slowest part of a large request.
-        body = orjson.dumps({"model_version": model_version, "predictions": predictor.predict(X)})
+        body = orjson.dumps({"model_version": model_version, "predictions": predictions})
         return app.response_class(body, mimetype="application/json")
 
     @app.get("/health")
@@ -273,6 +302,14 @@ def register_page(app, predictor, metadata):
                                result=result)
         return html, status
 
+    if app.config["API_KEYS"]:
+        # A plain HTML form cannot send an Authorization header, and a form open to everyone
+        # would let anyone use the model without a key. So with keys set there is no form.
+        @app.get("/")
+        def index():
+            return render_template("key_required.html", metadata=metadata)
+        return
+
     @app.get("/")
     def index():
         return page()
@@ -284,6 +321,44 @@ def register_page(app, predictor, metadata):
         if errors:
             return page(400, values, errors)
         return page(200, values, result=predictor.predict(model_input([row], metadata))[0])
+
+
+def register_public_options(app, model_version):
+    """Add what API_KEYS, CORS_ORIGINS, REQUEST_IDS and PREDICTION_LOG turn on (nothing when all are off)."""
+    keys, origins = app.config["API_KEYS"], app.config["CORS_ORIGINS"]
+    log_predictions = app.config["PREDICTION_LOG"] != "off"
+    with_data = app.config["PREDICTION_LOG"] == "with-data"
+    # The prediction log's lines carry the request id, so the log turns request ids on.
+    request_ids = app.config["REQUEST_IDS"] or log_predictions
+    check_key = public.key_checker(keys) if keys else None
+    if not (keys or origins or request_ids):
+        return
+
+    @app.before_request
+    def before_request():
+        if request_ids:
+            g.request_id = public.take_request_id()
+        is_predict = request.endpoint == "predict" and request.method == "POST"
+        if log_predictions and is_predict:
+            public.start_timer()
+        if origins and public.is_preflight() and request.url_rule is not None and not is_page_path(request.path):
+            public.check_preflight(origins)
+            answer = app.response_class(status=204, headers=public.preflight_headers())
+            del answer.headers["Content-Type"]  # no body, so no type
+            return answer
+        if check_key and is_predict:
+            check_key()
+        return None
+
+    @app.after_request
+    def after_request(response):
+        if origins and not is_page_path(request.path):
+            public.add_cors_headers(response, origins)
+        if request_ids:
+            response.headers["X-Request-ID"] = g.request_id
+        if log_predictions and "started" in g:
+            public.log_prediction(response, model_version, with_data)
+        return response
 
 
 def add_security_headers(response):
@@ -307,14 +382,20 @@ def create_app(config=None):
     validator = InstanceValidator(metadata, settings["MAX_BATCH_ROWS"])
     check_rows = rows_within_bounds(metadata["features"]) if validator.takes_matrix else None
     predictor = Predictor(model, metadata, check_rows)
-    openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
+    request_ids = settings["REQUEST_IDS"] or settings["PREDICTION_LOG"] != "off"
+    openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"],
+                            api_keys=bool(settings["API_KEYS"]), request_ids=request_ids)
     app.extensions["final_app.predictor"] = predictor
     register_api(app, predictor, metadata, validator, openapi)
     register_page(app, predictor, metadata)
     register_error_handlers(app)
+    register_public_options(app, metadata["model_version"])
     app.after_request(add_security_headers)
     LOG.info("ready: model %s, up to %s rows and %s bytes per request", metadata["model_version"],
              settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
+    options = public.options_on(settings)
+    if options:
+        LOG.info("open to the internet with: %s", ", ".join(options))
     return app
 
 

@@ -1,4 +1,5 @@
 """Build the OpenAPI 3.1 document for the JSON API from the model's metadata and the limits in use."""
+import copy
 import json
 
 ERROR_EXAMPLE = {"error": {"message": '"instances" is empty: send 1 to 10000 rows'}}
@@ -158,15 +159,45 @@ def predict_operation(metadata, max_rows, max_body_bytes):
     }
 
 
+REQUEST_ID_HEADER = {"X-Request-ID": {
+    "description": "The request's id: the X-Request-ID it came with (8 to 200 letters, digits or . _ : + / = -), "
+                   "or a new UUID. Every log line about the request carries it.",
+    "schema": {"type": "string"}}}
+UNAUTHORIZED = {
+    "description": "No API key, a malformed Authorization header, or a key that is not valid",
+    "headers": {"WWW-Authenticate": {"description": 'Bearer realm="predict", with error="invalid_token" '
+                                                    'for a wrong key', "schema": {"type": "string"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"},
+                                     "example": {"error": {"message": "this key is not valid: check it, "
+                                                                      "or ask for a new one"}}}},
+}
+
+
+def add_public_options(document, api_keys, request_ids):
+    """Document what API_KEYS (a bearer key and 401 on /predict) and request ids (a header) change."""
+    if api_keys:
+        document["components"]["securitySchemes"] = {"apiKey": {
+            "type": "http", "scheme": "bearer", "description": "one of the keys in the API_KEYS setting"}}
+        operation = document["paths"]["/predict"]["post"]
+        operation["security"] = [{"apiKey": []}]
+        operation["responses"]["401"] = copy.deepcopy(UNAUTHORIZED)
+    if request_ids:
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for response in operation["responses"].values():
+                    response.setdefault("headers", {}).update(copy.deepcopy(REQUEST_ID_HEADER))
+    return document
+
+
 def get_operation(summary, operation_id, schema_name):
     """Return a GET operation that answers 200 with a JSON body of a named schema."""
     return {"summary": summary, "operationId": operation_id,
             "responses": {"200": json_response(summary, schema_name)}}
 
 
-def build_openapi(metadata, max_rows, max_body_bytes):
+def build_openapi(metadata, max_rows, max_body_bytes, api_keys=False, request_ids=False):
     """Return the whole OpenAPI document as a dict."""
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": metadata.get("title", metadata["model_version"]),
@@ -187,3 +218,4 @@ def build_openapi(metadata, max_rows, max_body_bytes):
         },
         "components": {"schemas": schemas(metadata, max_rows)},
     }
+    return add_public_options(document, api_keys, request_ids)

@@ -375,14 +375,17 @@ def test_debug_off_under_flask_debug_environment(monkeypatch):
 def test_settings_defaults():
     settings = settings_from_env({})
     assert settings == {"MODEL_DIR": None, "MAX_BATCH_ROWS": 10_000,
-                        "MAX_BODY_BYTES": 4 * 1024 * 1024, "LOG_LEVEL": "INFO"}
+                        "MAX_BODY_BYTES": 4 * 1024 * 1024, "LOG_LEVEL": "INFO",
+                        # the options for an app open to the internet (test_public.py): all off
+                        "API_KEYS": (), "CORS_ORIGINS": (), "REQUEST_IDS": False, "PREDICTION_LOG": "off"}
 
 
 def test_settings_from_environment(tmp_path):
     settings = settings_from_env({"MODEL_DIR": str(tmp_path), "MAX_BATCH_ROWS": "50",
                                   "MAX_BODY_BYTES": "2048", "LOG_LEVEL": "warning"})
     assert settings == {"MODEL_DIR": str(tmp_path), "MAX_BATCH_ROWS": 50,
-                        "MAX_BODY_BYTES": 2048, "LOG_LEVEL": "WARNING"}
+                        "MAX_BODY_BYTES": 2048, "LOG_LEVEL": "WARNING",
+                        "API_KEYS": (), "CORS_ORIGINS": (), "REQUEST_IDS": False, "PREDICTION_LOG": "off"}
 
 
 @pytest.mark.parametrize("name, value", [

@@ -5,9 +5,13 @@ These tests need a Chromium (Debian's /usr/bin/chromium, one named chromium on P
 Without them they are skipped, except in CI (CI set to anything but "", 0 or false, as
 .ci/run does), where a missing tool is a failure.
 """
+import contextlib
+import http.server
+import json
 import os
 import pathlib
 import sys
+import threading
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -18,6 +22,7 @@ sys.path.insert(0, str(ROOT))  # final_app, for the model the page must agree wi
 
 import make_images  # noqa: E402  (needs the path above)
 from final_app.artifact import load_model, read_metadata  # noqa: E402
+from lesson_helpers import free_port, running  # noqa: E402  (lessons/ is on the path: conftest.py)
 
 AXE_SCRIPT = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -405,3 +410,90 @@ def test_penguin_page_has_no_serious_accessibility_violations(axe_page, axe_scri
     assert response.status == status
     assert (axe_page.locator("#result").count() == 1) is bool(choose)
     assert serious_violations(axe_page, axe_script) == []
+
+
+# --- a front end on another origin calling /predict (CORS_ORIGINS, lesson 09) --------------------
+
+FRONT_END_KEY = "browser-test-key-0123456789"
+FRONT_END_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A front end</title></head>
+<body><p id="result">waiting</p><p id="request-id"></p>
+<script>
+fetch(API + "/predict", {
+  method: "POST",
+  headers: {"Content-Type": "application/json", "Authorization": "Bearer " + KEY},
+  body: JSON.stringify({instances: [[5.1, 3.5, 1.4, 0.2]]}),
+}).then(response => {
+  document.getElementById("request-id").textContent = response.headers.get("X-Request-ID");
+  return response.json();
+}).then(body => {
+  document.getElementById("result").textContent = body.predictions[0].label;
+}).catch(error => {
+  document.getElementById("result").textContent = "blocked: " + error.name;
+});
+</script></body></html>
+"""
+
+
+@contextlib.contextmanager
+def front_end_server(api_url):
+    """Serve FRONT_END_PAGE (calling api_url) at / on a free loopback port, in a thread: yields its origin."""
+    page = FRONT_END_PAGE.replace("API + ", f"{json.dumps(api_url)} + ").replace(
+        '"Bearer " + KEY', json.dumps("Bearer " + FRONT_END_KEY)).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802  (the name http.server calls)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass  # quiet: nothing to stderr
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def final_app_for_a_front_end(working_dir, port, cors_origins):
+    """final_app under gunicorn on 127.0.0.1:port, with an API key, request ids and CORS_ORIGINS."""
+    gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
+    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
+    env = {"PYTHONPATH": str(ROOT), "MODEL_DIR": "", "API_KEYS": FRONT_END_KEY, "CORS_ORIGINS": cors_origins,
+           "REQUEST_IDS": "on"}
+    with running(command, cwd=working_dir, env=env, ready_path="/health", port=port) as (url, _process):
+        yield url
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["origin listed", "CORS_ORIGINS unset"])
+def test_a_page_on_another_origin_calls_predict_only_when_its_origin_is_listed(page, tmp_path, model_and_classes,
+                                                                             listed):
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    with front_end_server(api_url) as front_end:
+        assert front_end != api_url  # same address, another port: another origin
+        with final_app_for_a_front_end(tmp_path, api_port, front_end if listed else "") as served:
+            assert served == api_url
+            blocked = []
+            page.on("console", lambda message: blocked.append(message.text) if "CORS policy" in message.text else None)
+            page.goto(front_end + "/")
+            page.wait_for_function("document.getElementById('result').textContent !== 'waiting'")
+            shown = page.inner_text("#result")
+            request_id = page.inner_text("#request-id")
+    if listed:
+        model, classes = model_and_classes
+        assert shown == classes[model.predict_proba([[5.1, 3.5, 1.4, 0.2]])[0].argmax()]
+        assert len(request_id) == 36  # X-Request-ID, which final_app lets a listed origin read
+        assert blocked == []
+    else:
+        assert shown == "blocked: TypeError"  # fetch fails: the browser withholds the answer
+        assert blocked and f"from origin '{front_end}' has been blocked by CORS policy" in blocked[0]

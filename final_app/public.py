@@ -1,0 +1,236 @@
+"""Options for an app open to the internet: API keys, CORS, request ids and a prediction log.
+
+Each is off unless its environment variable is set (see settings_from_env in final_app/app.py):
+
+    API_KEYS        POST /predict needs "Authorization: Bearer <key>", one of these keys
+    CORS_ORIGINS    web pages on these origins may call the JSON API from the browser
+    REQUEST_IDS     take X-Request-ID (or make one), send it back, add it to every log line
+    PREDICTION_LOG  one line per POST /predict; "with-data" adds the rows and the predictions
+"""
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+
+from flask import g, has_request_context, request
+
+LOG = logging.getLogger("final_app")
+
+# What a key may hold: the characters of a bearer token (RFC 6750's b64token), 16 to 256 of them.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+# The longest Authorization header worth comparing: "Bearer " and the longest key.
+MAX_AUTHORIZATION_LENGTH = 7 + 256
+# An origin as a browser sends it: scheme, host and an optional port; no path, no trailing slash.
+ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+# A request id we pass on as it came: short, and nothing that could break a log line.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:+/=-]{8,200}")
+PREDICTION_LOG_CHOICES = ("off", "on", "with-data")
+SWITCH_VALUES = {"": False, "0": False, "off": False, "false": False, "no": False,
+                 "1": True, "on": True, "true": True, "yes": True}
+
+# What a page on a listed origin may send to the API, and read back.
+CORS_METHODS = ("GET", "POST")
+CORS_HEADERS = ("authorization", "content-type")
+CORS_EXPOSED = "X-Request-ID"
+CORS_MAX_AGE = "600"  # seconds a browser may reuse a preflight's answer
+
+
+class PublicConfigError(ValueError):
+    """A setting of this module has a value the app cannot use; str() is one line."""
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+def parse_api_keys(text):
+    """Return the keys in API_KEYS (separated by commas or spaces) as a tuple; () when empty."""
+    keys = tuple(part for part in re.split(r"[\s,]+", text or "") if part)
+    for number, key in enumerate(keys, start=1):
+        if not KEY_PATTERN.fullmatch(key):
+            # Never the key itself: this line is logged. Its length and position are enough to find it.
+            raise PublicConfigError(
+                f"API_KEYS: key {number} ({len(key)} characters) must be 16 to 256 letters, digits "
+                "or . _ ~ + / = -; make one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    return keys
+
+
+def parse_origins(text):
+    """Return the origins in CORS_ORIGINS (separated by commas or spaces) as a tuple; () when empty."""
+    origins = tuple(part for part in re.split(r"[\s,]+", text or "") if part)
+    for origin in origins:
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise PublicConfigError(
+                f"CORS_ORIGINS: {origin!r} is not an origin; write each as scheme://host or "
+                "scheme://host:port, with no path and no trailing slash (and no *: list the origins)")
+    return origins
+
+
+def parse_switch(name, text):
+    """Return True or False for on/off, 1/0, true/false, yes/no (empty: off)."""
+    value = SWITCH_VALUES.get((text or "").strip().lower())
+    if value is None:
+        raise PublicConfigError(f"{name} must be on or off, got {text!r}")
+    return value
+
+
+def parse_prediction_log(text):
+    """Return PREDICTION_LOG as one of off, on, with-data (empty: off)."""
+    value = (text or "off").strip().lower()
+    if value not in PREDICTION_LOG_CHOICES:
+        raise PublicConfigError(f"PREDICTION_LOG must be one of {', '.join(PREDICTION_LOG_CHOICES)}, got {text!r}")
+    return value
+
+
+def options_on(settings):
+    """Return, for the start-up log line, what is on: never a key, only how many."""
+    options = []
+    if settings["API_KEYS"]:
+        count = len(settings["API_KEYS"])
+        options.append(f"API_KEYS ({count} key{'s' if count > 1 else ''})")
+    if settings["CORS_ORIGINS"]:
+        options.append("CORS_ORIGINS " + " ".join(settings["CORS_ORIGINS"]))
+    if settings["REQUEST_IDS"]:
+        options.append("REQUEST_IDS")
+    if settings["PREDICTION_LOG"] != "off":
+        options.append(f"PREDICTION_LOG {settings['PREDICTION_LOG']}")
+    return options
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+class KeyRefused(Exception):
+    """A POST /predict without a usable key: answered 401 with a WWW-Authenticate header."""
+
+    def __init__(self, message, challenge):
+        super().__init__(message)
+        self.message = message
+        self.challenge = challenge
+
+
+def key_digest(key):
+    """Return the sha256 of a key: equal-length values to compare, whatever the key's length."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).digest()
+
+
+def key_checker(keys):
+    """Return a function that raises KeyRefused unless the request carries one of keys."""
+    digests = [key_digest(key) for key in keys]
+    realm = 'Bearer realm="predict"'
+
+    def check_key():
+        header = request.headers.get("Authorization")
+        if header is None:
+            raise KeyRefused("this API needs a key: send the header Authorization: Bearer <key>", realm)
+        if len(header) > MAX_AUTHORIZATION_LENGTH:
+            raise KeyRefused("the Authorization header is too long to hold a key",
+                             realm + ', error="invalid_request"')
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise KeyRefused("the Authorization header must be: Bearer <key>", realm + ', error="invalid_request"')
+        given_digest = key_digest(given.strip())
+        # Compare with every key, always, in constant time: how long the answer takes tells nothing.
+        matched = False
+        for digest in digests:
+            matched |= hmac.compare_digest(given_digest, digest)
+        if not matched:
+            raise KeyRefused("this key is not valid: check it, or ask for a new one", realm + ', error="invalid_token"')
+
+    return check_key
+
+
+# --- CORS --------------------------------------------------------------------------------------
+
+class PreflightRefused(Exception):
+    """A CORS preflight asking for an origin, method or header the API does not allow: answered 403."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def is_preflight():
+    """Tell whether this request is a CORS preflight: OPTIONS with Origin and Access-Control-Request-Method."""
+    return (request.method == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+def check_preflight(origins):
+    """Raise PreflightRefused unless the preflight asks for a listed origin, an allowed method and headers."""
+    origin = request.headers["Origin"]
+    if origin not in origins:
+        raise PreflightRefused(f"the origin {origin[:200]!r} may not call this API from a browser")
+    method = request.headers["Access-Control-Request-Method"]
+    if method not in CORS_METHODS:
+        raise PreflightRefused(f"a page may call this API with {' or '.join(CORS_METHODS)}, not {method[:50]!r}")
+    asked = request.headers.get("Access-Control-Request-Headers", "")
+    refused = sorted({name.strip().lower() for name in asked.split(",") if name.strip()} - set(CORS_HEADERS))
+    if refused:
+        raise PreflightRefused(f"a page may send only the headers {', '.join(CORS_HEADERS)}, "
+                               f"not {', '.join(refused)[:200]}")
+
+
+def preflight_headers():
+    """Return the headers that answer an allowed preflight (the origin ones are added later)."""
+    return {"Access-Control-Allow-Methods": ", ".join(CORS_METHODS),
+            "Access-Control-Allow-Headers": ", ".join(CORS_HEADERS),
+            "Access-Control-Max-Age": CORS_MAX_AGE}
+
+
+def add_cors_headers(response, origins):
+    """Let a listed origin read the response; say nothing to any other. Always vary on Origin."""
+    # A cache must not give one origin's answer to another. (Set directly: response.vary parses the header.)
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+    return response
+
+
+# --- request ids and the prediction log --------------------------------------------------------
+
+def take_request_id():
+    """Return the X-Request-ID the request came with, if it looks like one, or a new UUID."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if REQUEST_ID_PATTERN.fullmatch(given) else str(uuid.uuid4())
+
+
+def current_request_id():
+    """Return the id of the request being answered, or None outside a request or with ids off."""
+    return g.get("request_id") if has_request_context() else None
+
+
+class RequestIdFormatter(logging.Formatter):
+    """A formatter that ends each line about a request with request_id=<its id>."""
+
+    def format(self, record):
+        line = super().format(record)
+        request_id = current_request_id()
+        return line if request_id is None else f"{line} request_id={request_id}"
+
+
+def logfmt_value(value):
+    """Return value as a logfmt value: bare when it is simple, else quoted JSON text."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if re.fullmatch(r"[A-Za-z0-9._:/+-]+", text):
+        return text
+    return json.dumps(text)
+
+
+def start_timer():
+    """Note when the request started, for the prediction log."""
+    g.started = time.perf_counter()
+
+
+def log_prediction(response, model_version, with_data):
+    """Write the prediction log's line for this POST /predict: one line, logfmt."""
+    # Plain formatting, not a loop over fields: this runs on every prediction.
+    line = (f"prediction model_version={model_version} rows={g.get('rows', '-')} status={response.status_code} "
+            f"duration_ms={(time.perf_counter() - g.started) * 1000:.2f}")
+    if with_data:
+        line += (f" instances={logfmt_value(g.get('instances', '-'))}"
+                 f" predictions={logfmt_value(g.get('predictions', '-'))}")
+    LOG.info(line)
