@@ -113,8 +113,11 @@ def post_worker_init(worker):
     A 1000-row request creates thousands of small lists and dicts, so Python's cyclic garbage
     collector runs often, and its full passes walked the ~110,000 objects of Flask, scikit-learn
     and the model, which never become garbage: that doubled the CPU time of a 1000-row request
-    (make bench). gc.freeze() moves them out of its sight for good, as Python's documentation
-    suggests for servers that fork workers; it also stops those passes from writing to memory
-    the workers share with the master. Objects created later are collected as usual.
+    (make bench). gc.freeze() moves them out of its sight for good, so later passes neither
+    walk them nor write to the memory pages the worker still shares with the master. Objects
+    created later are collected as usual. Python's documentation of gc.freeze() gives a fuller
+    recipe for forking servers (gc.disable() early in the parent, gc.freeze() just before
+    fork(), gc.enable() in each child), which also keeps the parent's collections from leaving
+    holes in shared pages before the fork; this hook is the simpler part that paid here.
     """
     gc.freeze()
