@@ -535,13 +535,19 @@ def summarize(report):
 
 
 def verdicts_for(values):
-    """True for each value that meets its target."""
-    return {name: (value >= TARGETS[name][1]) if TARGETS[name][2] else (value <= TARGETS[name][1])
+    """True for each value that meets its target; None where the value could not be measured."""
+    return {name: None if value is None else
+            (value >= TARGETS[name][1]) if TARGETS[name][2] else (value <= TARGETS[name][1])
             for name, value in values.items()}
+
+
+VERDICT_WORDS = {True: "met", False: "NOT met", None: "unknown"}
 
 
 def shown(name, value):
     """A measured value as the targets table shows it."""
+    if value is None:
+        return "unknown"
     if name == "batch_of_limit":
         return f"{value:.0%}"
     return f"{value:.0f}" if name == "pss_workers_mb" else f"{value:.2f}"
@@ -656,6 +662,10 @@ def context_lines(report, summary):
                      f"reference {boot[(model, 'reference')]:.2f} s")
     for model in MODEL_NAMES:
         final, reference = pss[(model, "final_app")], pss[(model, "reference")]
+        if final["workers_mb"] is None or reference["workers_mb"] is None:
+            reason = final.get("unknown") or reference.get("unknown")
+            lines.append(f"- {model}: memory (PSS): unknown here ({reason})")
+            continue
         lines.append(
             f"- {model}: memory (PSS, after the load): final_app {final['workers_mb']:.0f} MB for "
             f"{final['workers']} workers + {final['master_mb']:.0f} MB master; reference "
@@ -689,10 +699,9 @@ def target_lines(summary):
     for name, (meaning, threshold, higher) in TARGETS.items():
         sign = ">=" if higher else "<="
         wanted = f"{threshold:.0%}" if name == "batch_of_limit" else f"{threshold:g}"
-        row = f"| {meaning} | {sign} {wanted} | {shown(name, measured[name])} | " \
-              f"{'met' if verdicts[name] else 'NOT met'} |"
+        row = f"| {meaning} | {sign} {wanted} | {shown(name, measured[name])} | {VERDICT_WORDS[verdicts[name]]} |"
         if name in by_cpu:
-            row += f" {shown(name, by_cpu[name])} | {'met' if cpu_verdicts[name] else 'NOT met'} |"
+            row += f" {shown(name, by_cpu[name])} | {VERDICT_WORDS[cpu_verdicts[name]]} |"
         else:
             row += " | |"
         lines.append(row)
