@@ -12,7 +12,6 @@ match the ones that trained it (a model may fail to load, or silently mispredict
 import hashlib
 import importlib.metadata
 import io
-import itertools
 import json
 import math
 import os
@@ -132,15 +131,20 @@ def default_bounds(low, high, integer):
     return round(lower, 12), round(upper, 12)
 
 
+def missing_mask(column):
+    """Return a boolean array: True where the column (Series or 1-D array) has a missing value."""
+    if hasattr(column, "isna"):
+        return column.isna().to_numpy()
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    if column.dtype.kind == "O":
+        return np.array([is_missing(value) for value in column], dtype=bool)
+    return np.zeros(len(column), dtype=bool)
+
+
 def present_values(column):
     """Return a column (Series or 1-D array) without its missing values."""
-    if hasattr(column, "dropna"):
-        return column.dropna()
-    if column.dtype.kind == "f":
-        return column[~np.isnan(column)]
-    if column.dtype.kind == "O":
-        return column[np.array([not is_missing(value) for value in column], dtype=bool)]
-    return column
+    return column[~missing_mask(column)]
 
 
 def column_kind(column, present):
@@ -213,9 +217,8 @@ def training_rows(columns, indices):
 def rows_to_check(columns, count=CHECK_ROWS):
     """Return the positions of the first count rows, and of the first count rows with a missing value."""
     length = len(columns[0][1])
-    with_missing = (index for index in range(length)
-                    if any(value_at(column, index) is None for _name, column in columns))
-    return sorted(set(range(min(count, length))) | set(itertools.islice(with_missing, count)))
+    with_missing = np.flatnonzero(np.logical_or.reduce([missing_mask(column) for _name, column in columns]))
+    return sorted(set(range(min(count, length))) | set(with_missing[:count].tolist()))
 
 
 def predictions_of(model, X, task):
@@ -266,11 +269,6 @@ def check_round_trip(model, X, columns, metadata):
     return rows
 
 
-def json_plain(values):
-    """Return a list of numpy values (classes) as plain JSON values."""
-    return [plain(value) for value in values]
-
-
 def slug(text):
     """Return text as lower-case words joined by hyphens: "Iris model" -> "iris-model"."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
@@ -318,7 +316,7 @@ def save_model(model, X, model_dir, *, feature_names=None, name="model", title=N
     if not is_data_frame(X):
         metadata["array_dtype"] = str(np.asarray(X).dtype)
     if task == "classification":
-        metadata["classes"] = json_plain(model.classes_)
+        metadata["classes"] = [plain(value) for value in model.classes_]
         metadata["probabilities"] = hasattr(model, "predict_proba")
     rows = training_rows(columns, range(min(CHECK_ROWS * 5, len(columns[0][1]))))
     mark_nullable(model, metadata, rows)
