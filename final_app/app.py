@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from final_app.artifact import ModelError, load_model_and_metadata
 from final_app.linear import fast_predict, rows_within_bounds
 from final_app import public
-from final_app.openapi import build_openapi
+from final_app.openapi import build_openapi, probability_keys
 from final_app.validation import (InstanceValidator, RequestError, feature_label, form_choices, model_input,
                                   parse_form, parse_json)
 
@@ -99,9 +99,7 @@ class Predictor:
         self.task = metadata["task"]
         self.classes = metadata.get("classes", [])
         self.with_probabilities = self.task == "classification" and metadata.get("probabilities", False)
-        # JSON object keys are text: json.dumps turns a class named 1 into "1" by itself, orjson
-        # refuses it. Write each class name as json.dumps would, once, here.
-        self.keys = [name if isinstance(name, str) else json.dumps(name) for name in self.classes]
+        self.keys = probability_keys(self.classes)  # once, here: orjson writes them as they are
         # The validator has already checked every value; unless a value may be missing (NaN, on
         # purpose), scikit-learn need not scan the rows for NaN and infinity a second time.
         self.assume_finite = not any(feature.get("nullable") for feature in metadata["features"])

@@ -54,6 +54,14 @@ def row_schemas(features):
     return row_array, row_object
 
 
+def probability_keys(classes):
+    """Return the JSON object keys of the probabilities: each class name as json.dumps writes a key.
+
+    JSON keys are text: json.dumps turns a class named 1 into "1" by itself; orjson refuses it.
+    """
+    return [name if isinstance(name, str) else json.dumps(name) for name in classes]
+
+
 def prediction_schema(metadata):
     """Return the schema of one prediction: a label (and probabilities), or a value."""
     if metadata["task"] == "regression":
@@ -62,7 +70,7 @@ def prediction_schema(metadata):
     classes = metadata["classes"]
     properties = {"label": {"enum": classes, "description": f"the predicted {metadata['target']}"}}
     if metadata.get("probabilities"):
-        keys = [name if isinstance(name, str) else json.dumps(name) for name in classes]
+        keys = probability_keys(classes)
         probability = {"type": "number", "minimum": 0, "maximum": 1}
         properties["probabilities"] = {"type": "object", "required": keys, "additionalProperties": False,
                                        "properties": {key: probability for key in keys},
