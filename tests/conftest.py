@@ -47,6 +47,27 @@ def iris_rows():
     return load_iris().data.tolist()
 
 
+# --- fuzzing: shared by test_fuzz.py (iris) and test_examples.py (other models) -----------------
+
+def fuzz_settings(examples):
+    """Hypothesis settings: repeatable examples, a bounded count, no timing assertions."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+
+def api_schema(app):
+    """schemathesis's view of app's own OpenAPI document, for tests that call every operation."""
+    import schemathesis
+
+    # Over-long "instances" arrays break the schema's maxItems and are refused with 413, as documented.
+    config = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
+        "expected-statuses": ["400", "405", "413", "415"]}}})
+    return schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
+
+
 # Hypothesis keeps a cache in ./.hypothesis by default; a folder of that name at the top makes
 # pytest warn (an error here) on every later run, so keep the cache with pytest's own.
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402

@@ -11,10 +11,10 @@ import jsonschema
 import numpy as np
 import pytest
 import referencing
-import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import api_schema, fuzz_settings
 from final_app.app import create_app
 from final_app.artifact import load_model_and_metadata
 
@@ -284,12 +284,6 @@ def test_openapi_example_and_answers_follow_the_document(example):
 
 # --- fuzzing: never a 500, and the document and the validator agree --------------------------------------
 
-def fuzz_settings(examples):
-    """Hypothesis settings: repeatable examples, a bounded count, no timing assertions."""
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
 values = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
           | st.sampled_from(["Biscoe", "Dream", "Torgersen", "male", "female", "Adelie", "Gentoo", "", 0, -0.0]))
 
@@ -317,10 +311,7 @@ def test_form_answers_200_or_400(example, fields):
 
 def schemathesis_test(name):
     """A schemathesis test of one example's API against its own OpenAPI document."""
-    app = create_app({"MODEL_DIR": str(EXAMPLES / name)})
-    config = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
-        "expected-statuses": ["400", "405", "413", "415"]}}})
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
+    schema = api_schema(create_app({"MODEL_DIR": str(EXAMPLES / name)}))
 
     @pytest.mark.serial
     @schema.parametrize()

@@ -10,10 +10,10 @@ import jsonschema
 import numpy as np
 import pytest
 import referencing
-import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import api_schema, fuzz_settings
 from final_app.app import create_app
 from final_app.validation import InstanceValidator, RequestError, parse_json, reject_constant
 
@@ -25,12 +25,6 @@ DOCUMENT = CLIENT.get("/openapi.json").get_json()
 FEATURES = METADATA["features"]
 NAMES = [feature["name"] for feature in FEATURES]
 API_STATUSES = {200, 400, 413, 415}
-
-
-def fuzz_settings(examples):
-    """Hypothesis settings: repeatable examples, a bounded count, no timing assertions."""
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 # --- strategies ---------------------------------------------------------------------------------
@@ -264,10 +258,7 @@ def test_any_path_and_method_never_500(path, method):
 
 # --- schemathesis: requests generated from the OpenAPI document ---------------------------------
 
-# Over-long "instances" arrays break the schema's maxItems and are refused with 413, as documented.
-CONFIG = schemathesis.config.SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
-    "expected-statuses": ["400", "405", "413", "415"]}}})
-schema = schemathesis.openapi.from_wsgi("/openapi.json", APP, config=CONFIG)
+schema = api_schema(APP)
 
 
 # schemathesis makes one test per API operation while collecting; under pytest-xdist only some of
