@@ -1,7 +1,10 @@
 """The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake."""
 import collections
+import copy as copying
+import hashlib
 import inspect
 import json
+import os
 import shutil
 import subprocess
 
@@ -14,9 +17,53 @@ from tools import preflight
 WEB = "web: gunicorn --config gunicorn.conf.py final_app.app:app"
 
 
+# Files the web probe (tools/web_probe.py) never reads: it runs this Python, not what these install.
+NOT_READ_BY_THE_PROBE = {"requirements.txt", "requirements-dev.txt", "runtime.txt", ".python-version", "Pipfile",
+                         "Pipfile.lock", "uv.lock", "poetry.lock", "package.json", "composer.json", ".gitignore",
+                         ".slugignore", "app.json", "README.md"}
+PROBED = {}  # what the probe answered, by everything it could have read
+
+
+def probe_inputs(root, settings, gunicorn_args):
+    """Return a digest of all the probe could read: the environment, the command, every other file."""
+    environ = sorted(item for item in os.environ.items() if item[0] != "PYTEST_CURRENT_TEST")
+    digest = hashlib.sha256(json.dumps([environ, sorted(settings.items()), gunicorn_args]).encode())
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if path.is_file() and not name.startswith(".git/") and name not in NOT_READ_BY_THE_PROBE:
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def probe_once_per_input(real_probe):
+    """Wrap preflight.probe_web_command: probe again only when something it reads has changed.
+
+    The probe imports the app and its model in a new Python (about 2 s). Most planted mistakes are
+    in files it never reads, so its answer for the unchanged copy holds for them; only the port
+    it was given differs, and that is written back in. A failed probe is never reused: its
+    message names the folder it ran in.
+    """
+    def probe(root, settings, gunicorn_args, port):
+        key = probe_inputs(root, settings, gunicorn_args)
+        if key not in PROBED:
+            result = real_probe(root, settings, gunicorn_args, port)
+            if "error" in result:
+                return result
+            PROBED[key] = (port, result)
+        probed_port, result = PROBED[key]
+        result = copying.deepcopy(result)
+        if "bind" in result:
+            result["bind"] = [address.removesuffix(f":{probed_port}") + f":{port}"
+                              if address.endswith(f":{probed_port}") else address for address in result["bind"]]
+        return result
+
+    return probe
+
+
 @pytest.fixture
-def repo_copy(tmp_path):
+def repo_copy(tmp_path, monkeypatch):
     """A git repository holding what this repository would put in a slug (no lessons, no tests)."""
+    monkeypatch.setattr(preflight, "probe_web_command", probe_once_per_input(preflight.probe_web_command))
     copy = tmp_path / "repo"
     patterns = preflight.slugignore_patterns(ROOT)
     for name in preflight.files_heroku_receives(ROOT):
