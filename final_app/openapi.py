@@ -168,8 +168,8 @@ def predict_operation(metadata, max_rows, max_body_bytes):
 
 
 REQUEST_ID_HEADER = {"X-Request-ID": {
-    "description": "The request's id: the X-Request-ID it came with (8 to 200 letters, digits or . _ : + / = -), "
-                   "or a new UUID. Every log line about the request carries it.",
+    "description": "The request's id: the X-Request-ID it came with if Heroku's router would keep it (20 to 200 "
+                   "ASCII letters, digits or + / = -), else a new UUID. Every log line about the request carries it.",
     "schema": {"type": "string"}}}
 UNAUTHORIZED = {
     "description": "No API key, a malformed Authorization header, or a key that is not valid",

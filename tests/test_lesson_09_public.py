@@ -22,13 +22,13 @@ def test_app_py_needs_the_lessons_key_and_logs_each_prediction(command):
     with running(command, cwd=LESSON, ready_path="/health") as (base_url, server):
         without = requests.post(base_url + "/predict", json={"instances": [ROW]}, timeout=10)
         with_key = requests.post(base_url + "/predict", json={"instances": [ROW]}, timeout=10,
-                                 headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": "lesson-09-test-1"})
+                                 headers={"Authorization": f"Bearer {KEY}", "X-Request-ID": "lesson-09-test-request-1"})
         health = requests.get(base_url + "/health", timeout=10)
     output = server.stdout.read()
     assert without.status_code == 401 and without.headers["WWW-Authenticate"] == 'Bearer realm="predict"'
-    assert with_key.status_code == 200 and with_key.headers["X-Request-ID"] == "lesson-09-test-1"
+    assert with_key.status_code == 200 and with_key.headers["X-Request-ID"] == "lesson-09-test-request-1"
     assert health.status_code == 200
-    assert "rows=1 status=200 duration_ms=" in output and "request_id=lesson-09-test-1" in output
+    assert "rows=1 status=200 duration_ms=" in output and "request_id=lesson-09-test-request-1" in output
     assert KEY not in output
 
 

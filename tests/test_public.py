@@ -291,8 +291,26 @@ def test_the_routers_request_id_is_sent_back(with_ids):
         assert response.headers["X-Request-ID"] == given
 
 
-@pytest.mark.parametrize("given", [None, "", "short", "has space in it", "x" * 201, "line\\nbreak=injected",
-                                   "quote\"inside-it"])
+# Heroku's router keeps a client's X-Request-ID only if it is 20 to 200 ASCII letters, digits or
+# + / = - (Dev Center, "HTTP Request IDs"), else it makes a new one: final_app follows the same rule.
+KEPT_IDS = {"20 characters": "a" * 20, "200 characters": "b" * 200, "a UUID": "5f3c2a1e-7b9d-4c8e-a6f0-1d2e3f4a5b6c",
+            "every character allowed": "AZaz09+/=-" * 2}
+REPLACED_IDS = {
+    "none": None, "empty": "", "19 characters": "a" * 19, "201 characters": "b" * 201,
+    "a dot": "request.id.0123456789", "an underscore": "request_id_0123456789", "a colon": "request:id:0123456789",
+    "a space": "has space in it 0123456789", "a line break": "line\\nbreak=injected-0123456789",
+    "a quote": 'quote"inside-it-0123456789', "non-ASCII": "requ\xeate-id-0123456789",
+}
+
+
+@pytest.mark.parametrize("given", KEPT_IDS.values(), ids=KEPT_IDS.keys())
+def test_a_request_id_the_router_would_keep_is_kept(with_ids, given):
+    response = predict(with_ids, {"X-Request-ID": given})
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == given
+
+
+@pytest.mark.parametrize("given", REPLACED_IDS.values(), ids=REPLACED_IDS.keys())
 def test_a_missing_or_odd_request_id_is_replaced_by_a_new_uuid(with_ids, given):
     response = predict(with_ids, {} if given is None else {"X-Request-ID": given})
     assert response.status_code == 200
@@ -300,15 +318,15 @@ def test_a_missing_or_odd_request_id_is_replaced_by_a_new_uuid(with_ids, given):
 
 
 def test_every_log_line_about_a_request_carries_its_id(monkeypatch, with_ids, logged):
-    predict(with_ids, {"X-Request-ID": "id-of-a-bad-request"}, body={"instances": [[1, 2]]})
+    predict(with_ids, {"X-Request-ID": "id-of-a-bad-request-1"}, body={"instances": [[1, 2]]})
     app = with_ids.application
     monkeypatch.setattr(app.extensions["final_app.predictor"], "predict", lambda X: 1 / 0)
-    assert predict(with_ids, {"X-Request-ID": "id-of-a-failing-one"}).status_code == 500
+    assert predict(with_ids, {"X-Request-ID": "id-of-a-failing-one-1"}).status_code == 500
     lines = logged.getvalue().splitlines()
     assert lines[0].startswith("INFO final_app: rejected POST /predict with 400: ")
-    assert lines[0].endswith(" request_id=id-of-a-bad-request")
+    assert lines[0].endswith(" request_id=id-of-a-bad-request-1")
     assert lines[1].startswith("ERROR final_app: unexpected ZeroDivisionError on POST /predict")
-    assert lines[1].endswith(" request_id=id-of-a-failing-one")
+    assert lines[1].endswith(" request_id=id-of-a-failing-one-1")
     assert len(lines) == 2
 
 
@@ -325,13 +343,13 @@ def prediction_lines(logged):
 
 def test_one_line_per_prediction_without_the_data(monkeypatch, logged, trained):
     client = client_with(monkeypatch, PREDICTION_LOG="on")
-    predict(client, {"X-Request-ID": "first-request-id"}, body={"instances": [GOOD_ROW, GOOD_ROW]})
-    predict(client, {"X-Request-ID": "second-request-id"}, body={"instances": [[1, 2]]})
+    predict(client, {"X-Request-ID": "first-request-id-0001"}, body={"instances": [GOOD_ROW, GOOD_ROW]})
+    predict(client, {"X-Request-ID": "second-request-id-002"}, body={"instances": [[1, 2]]})
     client.get("/health")
     first, second = prediction_lines(logged)
     version = trained[1]["model_version"]
-    assert first.group(1, 2, 3, 5, 6) == (version, "2", "200", None, "first-request-id")
-    assert second.group(1, 2, 3, 5, 6) == (version, "-", "400", None, "second-request-id")
+    assert first.group(1, 2, 3, 5, 6) == (version, "2", "200", None, "first-request-id-0001")
+    assert second.group(1, 2, 3, 5, 6) == (version, "-", "400", None, "second-request-id-002")
     assert "5.1" not in logged.getvalue() and "setosa" not in logged.getvalue()
 
 
@@ -379,3 +397,100 @@ def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4
     assert huge.status_code == 431
     assert f"status=200 duration_ms=" in output and f"request_id={good.headers['X-Request-ID']}" in output
     assert KEY not in output and WRONG_KEY not in output
+
+
+# --- what the options do on every request, and no more ---------------------------------------------
+
+def test_without_an_origin_header_cors_adds_only_vary(cors):
+    response = predict(cors, bearer(KEY))
+    assert response.status_code == 200
+    assert response.headers["Vary"] == "Origin"
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert "Access-Control-Expose-Headers" not in response.headers
+
+
+def test_origin_is_added_to_a_vary_header_already_there():
+    headers = [("Content-Type", "application/json"), ("vary", "Cookie")]
+    public.add_cors_headers(headers, ORIGIN, (ORIGIN,))
+    assert headers == [("Content-Type", "application/json"), ("vary", "Cookie, Origin"),
+                       ("Access-Control-Allow-Origin", ORIGIN), ("Access-Control-Expose-Headers", "X-Request-ID")]
+
+
+class CountingStream(io.StringIO):
+    """A stream that remembers each write, to see how a line reaches it."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_the_prediction_line_reaches_each_stream_in_one_write_with_its_request_id(monkeypatch):
+    client = client_with(monkeypatch, PREDICTION_LOG="on")
+    stream = CountingStream()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LOG.handlers[0].formatter)
+    LOG.addHandler(handler)
+    try:
+        predict(client, {"X-Request-ID": "one-write-request-id-01"})
+    finally:
+        LOG.removeHandler(handler)
+    # One write of the whole line: a pipe takes a write of up to PIPE_BUF bytes whole, so the lines
+    # of gunicorn's workers, which share the one stdout, never mix.
+    (line,) = [text for text in stream.writes if " prediction " in text]
+    assert line.endswith(" request_id=one-write-request-id-01\n") and line.count("\n") == 1
+    assert LINE.fullmatch(line.rstrip("\n"))
+
+
+def test_a_handler_with_another_formatter_gets_the_prediction_as_a_record(monkeypatch):
+    client = client_with(monkeypatch, PREDICTION_LOG="on")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s|%(name)s|%(message)s"))
+    LOG.addHandler(handler)
+    try:
+        predict(client)
+    finally:
+        LOG.removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    assert re.fullmatch(r"INFO\|final_app\|prediction model_version=\S+ rows=1 status=200 duration_ms=\d+\.\d\d", line)
+
+
+def test_info_line_is_what_the_formatter_writes_for_the_same_record(with_ids):
+    formatter = LOG.handlers[0].formatter
+    with with_ids.application.test_request_context(headers={"X-Request-ID": "formatter-request-id-01"}):
+        from flask import request
+        request.environ[public.REQUEST_ID_KEY] = "formatter-request-id-01"
+        record = LOG.makeRecord(LOG.name, logging.INFO, __file__, 0, "prediction rows=1", (), None)
+        assert formatter.info_line(LOG.name, "prediction rows=1", "formatter-request-id-01") == formatter.format(record)
+
+
+def test_a_log_level_above_info_drops_the_prediction_line(monkeypatch, logged):
+    client = client_with(monkeypatch, PREDICTION_LOG="on", LOG_LEVEL="WARNING")
+    try:
+        assert predict(client).status_code == 200
+    finally:
+        LOG.setLevel("INFO")
+    assert " prediction " not in logged.getvalue()
+
+
+def test_under_gunicorn_two_workers_write_every_prediction_line_whole(tmp_path):
+    gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn"
+    env = {"PYTHONPATH": str(ROOT), "PREDICTION_LOG": "on", "MODEL_DIR": ""}
+    command = [gunicorn, "--bind", "127.0.0.1:{port}", "--workers", "2", "--threads", "4", "final_app.app:app"]
+    ids = [f"concurrent-request-{number:04d}" for number in range(200)]
+    with running(command, cwd=tmp_path, env=env, ready_path="/health") as (base_url, server):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def send(request_id):
+            return requests.post(base_url + "/predict", json={"instances": [GOOD_ROW]}, timeout=30,
+                                 headers={"X-Request-ID": request_id}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, ids))
+    lines = [line for line in server.stdout.read().splitlines() if "prediction " in line]
+    assert statuses == [200] * len(ids)
+    assert sorted(LINE.fullmatch(line).group(6) for line in lines) == ids
