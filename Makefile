@@ -61,10 +61,10 @@ $(AXE): tests/browser/package-lock.json
 	fi; \
 	npm ci --prefix tests/browser --no-audit --no-fund && touch $(AXE)
 
-# Two processes share the work (each file stays on one, so a notebook's cells run in order);
-# the few tests that need a single process run after them.
+# One process more than the cores shares the work (-n auto: see tests/conftest.py), each file
+# staying on one, so a notebook's cells run in order; the few tests that need a single process run after them.
 test: $(STAMP) $(AXE)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -p no:xdist -m serial
 
 # Jupyter serves only files under its root folder, and the notebooks show pictures from images/:
