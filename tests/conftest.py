@@ -13,6 +13,13 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 sys.path.insert(0, str(ROOT / "lessons"))
 
 
+# The two ways a lesson's app.py is started, as its notebook and README say: {port} is filled in by running().
+LESSON_APP_COMMANDS = {
+    "python app.py": [sys.executable, "app.py"],
+    "flask --app app run": [str(pathlib.Path(sys.executable).parent / "flask"), "--app", "app", "run", "--port", "{port}"],
+}
+
+
 # --- how many processes share the work -----------------------------------------------------------
 import pytest  # noqa: E402  (kept with the hooks and fixtures it serves)
 

@@ -2,7 +2,6 @@
 import hashlib
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import sklearn
 from sklearn.datasets import load_iris
 from sklearn.exceptions import InconsistentVersionWarning
 
-from conftest import calls_made
+from conftest import LESSON_APP_COMMANDS, calls_made
 from lesson_helpers import running
 from lesson_modules import import_lesson_file
 
@@ -236,14 +235,7 @@ def test_a_bad_request_gets_400_and_a_message_saying_what_is_wrong(lesson_client
 
 # --- the real server ----------------------------------------------------------------------
 
-FLASK = str(Path(sys.executable).parent / "flask")
-COMMANDS = {
-    "python app.py": [sys.executable, "app.py"],
-    "flask --app app run": [FLASK, "--app", "app", "run", "--port", "{port}"],
-}
-
-
-@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+@pytest.mark.parametrize("command", LESSON_APP_COMMANDS.values(), ids=LESSON_APP_COMMANDS.keys())
 def test_the_real_server_answers_predictions_over_http(command, saved_model):
     with running(command, cwd=LESSON) as (base_url, _server):
         response = requests.post(base_url + "/predict", json={"instances": ONE_OF_EACH}, timeout=10)

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from final_app.artifact import load_model_and_metadata
+from conftest import LESSON_APP_COMMANDS
 from lesson_helpers import running, stop
 from lesson_modules import import_lesson_file
 
@@ -151,14 +152,7 @@ def test_app_refuses_a_value_outside_the_schema_naming_it(lesson_client):
     assert "instances[0].island must be one of" in response.get_json()["error"]["message"]
 
 
-FLASK = str(Path(sys.executable).parent / "flask")
-COMMANDS = {
-    "python app.py": [sys.executable, "app.py"],
-    "flask --app app run": [FLASK, "--app", "app", "run", "--port", "{port}"],
-}
-
-
-@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+@pytest.mark.parametrize("command", LESSON_APP_COMMANDS.values(), ids=LESSON_APP_COMMANDS.keys())
 def test_the_real_server_answers_with_the_models_own_predictions(command, species):
     model, metadata = species
     with running(command, cwd=LESSON, env={"MODEL_DIR": ""}, ready_path="/health") as (base_url, _server):

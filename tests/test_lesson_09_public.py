@@ -5,19 +5,15 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import LESSON_APP_COMMANDS
 from lesson_helpers import running
 
 LESSON = Path(__file__).resolve().parent.parent / "lessons" / "09_public"
 KEY = "lesson-09-key-not-a-secret"
 ROW = [5.1, 3.5, 1.4, 0.2]
-FLASK = str(Path(sys.executable).parent / "flask")
-COMMANDS = {
-    "python app.py": [sys.executable, "app.py"],
-    "flask --app app run": [FLASK, "--app", "app", "run", "--port", "{port}"],
-}
 
 
-@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+@pytest.mark.parametrize("command", LESSON_APP_COMMANDS.values(), ids=LESSON_APP_COMMANDS.keys())
 def test_app_py_needs_the_lessons_key_and_logs_each_prediction(command):
     with running(command, cwd=LESSON, ready_path="/health") as (base_url, server):
         without = requests.post(base_url + "/predict", json={"instances": [ROW]}, timeout=10)
