@@ -331,8 +331,7 @@ def register_page(app, predictor, metadata):
 def register_public_options(app, model_version):
     """Add what CORS_ORIGINS, REQUEST_IDS and PREDICTION_LOG turn on (API_KEYS: see register_api)."""
     origins = app.config["CORS_ORIGINS"]
-    # The prediction log's lines carry the request id, so the log turns request ids on.
-    request_ids = app.config["REQUEST_IDS"] or app.config["PREDICTION_LOG"] != "off"
+    request_ids = public.request_ids_on(app.config)
     if request_ids or origins:
         # Request ids, CORS response headers and the prediction log: around the app (public.py).
         app.wsgi_app = public.PublicOptions(app.wsgi_app, LOG, model_version, is_page_path, origins,
@@ -378,9 +377,8 @@ def create_app(config=None):
     validator = InstanceValidator(metadata, settings["MAX_BATCH_ROWS"])
     check_rows = rows_within_bounds(metadata["features"]) if validator.takes_matrix else None
     predictor = Predictor(model, metadata, check_rows)
-    request_ids = settings["REQUEST_IDS"] or settings["PREDICTION_LOG"] != "off"
     openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"],
-                            api_keys=bool(settings["API_KEYS"]), request_ids=request_ids)
+                            api_keys=bool(settings["API_KEYS"]), request_ids=public.request_ids_on(settings))
     app.extensions["final_app.predictor"] = predictor
     register_api(app, predictor, metadata, validator, openapi)
     register_page(app, predictor, metadata)

@@ -85,6 +85,11 @@ def parse_prediction_log(text):
     return value
 
 
+def request_ids_on(settings):
+    """Tell whether request ids are on: with REQUEST_IDS, and with the prediction log, whose lines carry them."""
+    return settings["REQUEST_IDS"] or settings["PREDICTION_LOG"] != "off"
+
+
 def options_on(settings):
     """Return, for the start-up log line, what is on: never a key, only how many."""
     options = []
