@@ -7,7 +7,8 @@ with final_app's save_model, ready for final_app to serve with MODEL_DIR.
 - penguin_mass: a penguin's body mass in grams (a regressor), from pandas category columns and
   sizes, with a model that takes missing values and categories as they are.
 
-Run it from this folder to re-train both into models/ (the seed is fixed: same models each time):
+Run it from this folder to re-train both into models/ (the seed and the thread count are fixed:
+the same models, byte for byte, each time and on any machine):
 
     python train_examples.py
 """
@@ -22,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))  # the repository's top folder, where final_app is
@@ -79,7 +81,11 @@ def penguin_mass_model():
 def train_mass(model_dir):
     """Train the body-mass regressor on 3/4 of the penguins, save it into model_dir; return its metadata."""
     X_train, X_test, y_train, y_test = mass_data()
-    model = penguin_mass_model().fit(X_train, y_train)
+    # HistGradientBoosting trains on as many OpenMP threads as the machine has cores, and keeps that
+    # number in the model: the same model trained on 2 cores and on 8 predicts the same values, but
+    # its file, and so its model_version, differ. One thread gives the same file on every machine.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model = penguin_mass_model().fit(X_train, y_train)
     return save_model(model, X_train, model_dir, name="penguin-mass-hgb", title="Penguin body mass",
                       description="The species, home and size of a penguin: the model estimates "
                                   "its body mass in grams.",
