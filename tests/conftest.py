@@ -37,8 +37,12 @@ def pytest_xdist_auto_num_workers(config):
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores + 1, MAX_WORKERS)
+    return min(usable_cores() + 1, MAX_WORKERS)
+
+
+def usable_cores():
+    """Return how many cores this process may run on (Linux's affinity mask where there is one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # --- final_app fixtures -------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from gunicorn.app.wsgiapp import WSGIApplication
 
-from conftest import ROOT
+from conftest import ROOT, usable_cores
 from lesson_helpers import running
 from tools import preflight
 
@@ -21,7 +22,7 @@ HEROKU_ROUTER_IDLE_S = 90  # the router closes idle keep-alive connections after
 
 def gunicorn_settings(monkeypatch, **env):
     """Return gunicorn's resolved settings for the Procfile's command, with exactly env set."""
-    for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_DEV", "GUNICORN_CMD_ARGS", "LOG_LEVEL"):
+    for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_DEV", "GUNICORN_CMD_ARGS", "LOG_LEVEL", "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -35,6 +36,37 @@ def test_production_binds_port_on_every_interface(monkeypatch):
     settings = gunicorn_settings(monkeypatch, PORT="43210")
     assert len(settings.bind) == 1
     assert settings.bind[0] in ("[::]:43210", "0.0.0.0:43210")
+
+
+@pytest.mark.parametrize("given, used", [(None, "1"), ("2", "2")])
+def test_the_model_gets_one_thread_per_call_unless_you_say_otherwise(monkeypatch, given, used):
+    env = {"PORT": "43210"} if given is None else {"PORT": "43210", "OMP_NUM_THREADS": given}
+    gunicorn_settings(monkeypatch, **env)
+    assert os.environ["OMP_NUM_THREADS"] == used
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="with one core OpenMP starts no extra thread, with or without the setting")
+def test_a_served_model_starts_no_threads_of_its_own():
+    # lesson 08's HistGradientBoostingRegressor predicts on OpenMP: by default each of the worker's
+    # 4 threads that calls it gets a team of one OpenMP thread per core (on 2 cores, 4 more threads).
+    command = [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py", "final_app.app:app"]
+    env = {"WEB_CONCURRENCY": "1", "MODEL_DIR": str(ROOT / "lessons/08_own_model/models/penguin_mass")}
+    row = {"species": "Adelie", "island": "Biscoe", "sex": "male", "bill_length_mm": 40.0,
+           "bill_depth_mm": 18.0, "flipper_length_mm": 190.0}
+    with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, server):
+        def client():
+            with requests.Session() as session:
+                for _ in range(8):
+                    response = session.post(base_url + "/predict", json={"instances": [row]}, timeout=30)
+                    assert response.status_code == 200, response.text
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        [worker] = psutil.Process(server.pid).children()
+        # The worker's main thread and its pool of `threads = 4`, and nothing else.
+        assert worker.num_threads() <= 1 + 4, worker.threads()
 
 
 @pytest.mark.parametrize("web_concurrency, workers", [(None, 2), ("3", 3), ("02", 2)])
