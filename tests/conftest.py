@@ -45,6 +45,20 @@ def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def pytest_collection_finish(session):
+    """Give the models this process runs one thread per call, as gunicorn.conf.py gives final_app's.
+
+    The test modules imported scikit-learn while collecting, so its OpenMP and numpy's OpenBLAS
+    are loaded now. Several test processes share the cores, so a model's own threads only compete
+    with them: under that load, 200 one-row requests to lesson 08's HistGradientBoosting model
+    took 19 s with the default threads and a few seconds with one. Servers the tests start are
+    separate processes: gunicorn.conf.py decides for final_app's, by OMP_NUM_THREADS.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 # --- final_app fixtures -------------------------------------------------------------------------
 
 
