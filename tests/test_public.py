@@ -399,6 +399,31 @@ def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4
     assert KEY not in output and WRONG_KEY not in output
 
 
+def test_under_the_procfiles_config_a_logged_prediction_gets_one_line_not_two():
+    command = [str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
+               "--config", "gunicorn.conf.py", "final_app.app:app"]
+    env = {"PREDICTION_LOG": "on", "API_KEYS": KEY, "WEB_CONCURRENCY": "1", "MODEL_DIR": ""}
+    with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, server):
+        ids = {"good": "one-line-per-prediction-200", "refused": "one-line-per-prediction-401"}
+        good = requests.post(base_url + "/predict", json={"instances": [GOOD_ROW]},
+                             headers={**bearer(KEY), "X-Request-ID": ids["good"]}, timeout=10)
+        refused = requests.post(base_url + "/predict", json={"instances": [GOOD_ROW]},
+                                headers={"X-Request-ID": ids["refused"]}, timeout=10)
+        model = requests.get(base_url + "/model", headers={"X-Request-ID": "one-line-per-prediction-get"}, timeout=10)
+    assert (good.status_code, refused.status_code, model.status_code) == (200, 401, 200)
+    lines = server.stdout.read().splitlines()
+    access = [line for line in lines if line.startswith("method=")]
+    # Each POST /predict: the prediction log's line only, with its status and request id ...
+    for name, status in (("good", 200), ("refused", 401)):
+        [line] = [line for line in lines if " prediction " in line and line.endswith(f"request_id={ids[name]}")]
+        assert f" status={status} " in line
+        assert not any(ids[name] in line for line in access)
+    assert not any('path="/predict"' in line for line in access)
+    # ... and every other request still gets gunicorn's access line.
+    assert any(line.startswith('method=GET path="/model" status=200 ') and
+               line.endswith("request_id=one-line-per-prediction-get") for line in access)
+
+
 # --- what the options do on every request, and no more ---------------------------------------------
 
 def test_without_an_origin_header_cors_adds_only_vary(cors):
@@ -468,13 +493,35 @@ def test_info_line_is_what_the_formatter_writes_for_the_same_record(with_ids):
         assert formatter.info_line(LOG.name, "prediction rows=1", "formatter-request-id-01") == formatter.format(record)
 
 
+def served_environ(client):
+    """POST /predict with one good row straight through the WSGI app, as gunicorn calls it; return
+    (status, the environ afterwards): the test client would give the app a copy of its environ."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(method="POST", path="/predict", json={"instances": [GOOD_ROW]}).get_environ()
+    statuses = []
+    b"".join(client.application(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+    return statuses[0], environ
+
+
 def test_a_log_level_above_info_drops_the_prediction_line(monkeypatch, logged):
     client = client_with(monkeypatch, PREDICTION_LOG="on", LOG_LEVEL="WARNING")
     try:
-        assert predict(client).status_code == 200
+        status, environ = served_environ(client)
     finally:
         LOG.setLevel("INFO")
+    assert status == "200 OK"
     assert " prediction " not in logged.getvalue()
+    # No line written, so gunicorn.conf.py's logger keeps gunicorn's access line for this request.
+    assert public.PREDICTION_LOGGED_KEY not in environ
+
+
+def test_a_written_prediction_line_is_marked_for_gunicorns_logger(monkeypatch, logged):
+    status, environ = served_environ(client_with(monkeypatch, PREDICTION_LOG="on"))
+    assert status == "200 OK" and len(prediction_lines(logged)) == 1
+    assert environ[public.PREDICTION_LOGGED_KEY] is True
+    status, environ = served_environ(client_with(monkeypatch, REQUEST_IDS="on"))  # ids, but no prediction log
+    assert status == "200 OK" and public.PREDICTION_LOGGED_KEY not in environ
 
 
 def test_under_gunicorn_two_workers_write_every_prediction_line_whole(tmp_path):
