@@ -392,22 +392,22 @@ def write_bodies(comparisons, folder):
     return bodies
 
 
-def run_rounds(args, tool, comparisons, bodies, options_pair=None):
+def run_rounds(args, tool, comparisons, bodies, options_group=None):
     """Each round: each model's in-process figure, then each request on each app in turn.
 
     The order of the apps alternates between rounds, and the in-process figures are measured
     in every round too, so that a busy moment on the machine hits every figure, not just one.
-    options_pair, if given, is (final_app with the options off, with them on): each round also
-    loads both, in alternating order, with the one-row iris request and CLIENT_HEADERS.
+    options_group, if given, is ((server, state), ...) for final_app with the options off and on:
+    each round also loads each, in alternating order, with the one-row iris request and CLIENT_HEADERS.
     """
     results = {}
     for round_number in range(args.rounds):
-        if options_pair is not None:
-            pair = options_pair if round_number % 2 == 0 else options_pair[::-1]
-            for server, state in pair:
+        if options_group is not None:
+            group = options_group if round_number % 2 == 0 else options_group[::-1]
+            for server, state in group:
                 result = load_one(args, tool, server, bodies[("iris", "single")], 1, CLIENT_HEADERS)
                 results.setdefault(("options", state), []).append(result)
-                print(f"  round {round_number + 1} iris     single options {state:3}  "
+                print(f"  round {round_number + 1} iris     single options {state:14}  "
                       f"{result['requests_per_s']:9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                       f"p99 {result['p99_ms']:6.2f} ms  CPU {result['cpu_ms']:6.3f} ms/request", flush=True)
         for comparison in comparisons:
@@ -500,9 +500,10 @@ def main(argv=None):
     if not pathlib.Path(args.reference_python).exists():
         raise SystemExit(f"{args.reference_python} not found: `make bench` creates bench/.venv")
     comparisons = [iris_comparison(args), penguins_comparison(args)]
-    options_on = options_server(args, tool)
+    options_on = options_servers(args, tool) or ()
     servers = [server for comparison in comparisons for server in comparison.servers]
-    options_pair = None if options_on is None else ((comparisons[0].servers[0], "off"), (options_on, "on"))
+    options_group = (tuple(zip((comparisons[0].servers[0], *options_on), OPTIONS_STATES))
+                     if options_on else None)
     report = {"tool": tool, "boot": {}, "pss": {},
               "rows": {comparison.name: comparison.rows_described for comparison in comparisons}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -516,23 +517,23 @@ def main(argv=None):
                     print(f"  {comparison.name} {server.name}: {seconds:.2f} s", flush=True)
             for server in servers:
                 server.start()
-            if options_on is not None:
-                options_on.start()
+            for server in options_on:
+                server.start()
             print("answers: the same on both apps, before any timing ...", flush=True)
             for comparison in comparisons:
                 check_same_answers(comparison)
-            if options_on is not None:
-                check_options(comparisons[0].servers[0], options_on)
+            for server in options_on:
+                check_options(comparisons[0].servers[0], server)
             print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
                   f"{args.rounds} rounds", flush=True)
-            results = run_rounds(args, tool, comparisons, bodies, options_pair)
+            results = run_rounds(args, tool, comparisons, bodies, options_group)
             for comparison in comparisons:
                 for server in comparison.servers:
                     measure.wait_for_workers(server.process.pid, 2)
                     report["pss"][(comparison.name, server.name)] = \
                         measure.process_tree_pss_mb(server.process.pid)
         finally:
-            for server in servers + ([options_on] if options_on is not None else []):
+            for server in servers + list(options_on):
                 server.stop()
     report["results"] = results
     # final_app's own model call for iris, for context: the limit stays predict_proba, as the targets say.
@@ -556,17 +557,28 @@ def main(argv=None):
             refresh_lesson()
 
 
-def options_server(args, tool):
-    """final_app with every option on, as a Server; None (with the reason) when the load tool cannot send headers."""
+# With PREDICTION_LOG on, gunicorn.conf.py's logger leaves out gunicorn's access line for each
+# prediction the app has logged. The third server keeps both lines (gunicorn's own logger), so
+# that the report also shows what the options' own work costs.
+BOTH_LINES = "on, both lines"
+BOTH_LINES_ARGS = "--logger-class gunicorn.glogging.Logger"
+OPTIONS_STATES = ("off", "on", BOTH_LINES)
+
+
+def options_servers(args, tool):
+    """final_app with every option on, as gunicorn.conf.py runs it and with both log lines, as
+    Servers; None (with the reason) when the load tool cannot send headers."""
     if tool != "wrk":
         print("the options scenario needs wrk to send its headers: not measured", flush=True)
         return None
-    return Server("final_app, options on", final_app_command(), args.gunicorn_args, extra_env=OPTIONS_ENV)
+    return (Server("final_app, options on", final_app_command(), args.gunicorn_args, extra_env=OPTIONS_ENV),
+            Server("final_app, options on, both log lines", final_app_command(),
+                   f"{args.gunicorn_args} {BOTH_LINES_ARGS}".strip(), extra_env=OPTIONS_ENV))
 
 
-def options_cost(results):
+def options_cost(results, state="on"):
     """(share of one-row throughput lost with the options on, share of CPU per request added), medians."""
-    on, off = results[("options", "on")], results[("options", "off")]
+    on, off = results[("options", state)], results[("options", "off")]
     throughput = 1 - median_ratio(on, off)
     cpu = median_of(on, "cpu_ms") / median_of(off, "cpu_ms") - 1
     return throughput, cpu
@@ -575,25 +587,28 @@ def options_cost(results):
 def measure_options_only(args, tool):
     """Load final_app with the options off and on, in turn, for args.rounds rounds; print what they cost."""
     off = Server("final_app", final_app_command(), args.gunicorn_args)
-    on = options_server(args, tool)
-    if on is None:
+    servers = options_servers(args, tool)
+    if servers is None:
         raise SystemExit(1)
+    group = tuple(zip((off, *servers), OPTIONS_STATES))
     with tempfile.TemporaryDirectory() as scratch:
         body = pathlib.Path(scratch) / "iris-single.json"
         body.write_text(json.dumps({"instances": sample_rows(1)}))
         try:
-            off.start()
-            on.start()
-            check_options(off, on)
-            results = run_rounds(args, tool, [], {("iris", "single"): body}, ((off, "off"), (on, "on")))
+            for server, _ in group:
+                server.start()
+            for server in servers:
+                check_options(off, server)
+            results = run_rounds(args, tool, [], {("iris", "single"): body}, group)
         finally:
-            off.stop()
-            on.stop()
-    throughput, cpu = options_cost(results)
-    print(f"options on cost {throughput:.1%} of one-row throughput (median of the round ratios), "
-          f"{cpu:+.1%} server CPU per request (ratio of the medians: "
-          f"{median_of(results[('options', 'on')], 'cpu_ms'):.3f} / "
-          f"{median_of(results[('options', 'off')], 'cpu_ms'):.3f} ms)")
+            for server, _ in group:
+                server.stop()
+    for state in OPTIONS_STATES[1:]:
+        throughput, cpu = options_cost(results, state)
+        print(f"options {state}: cost {throughput:.1%} of one-row throughput (median of the round ratios), "
+              f"{cpu:+.1%} server CPU per request (ratio of the medians: "
+              f"{median_of(results[('options', state)], 'cpu_ms'):.3f} / "
+              f"{median_of(results[('options', 'off')], 'cpu_ms'):.3f} ms)")
 
 
 def median_boot_seconds(server, rounds):
@@ -638,12 +653,13 @@ def summarize(report):
     by_cpu["batch_of_limit"] = limit_cpu_ms / medians[iris_batch]["cpu_ms"]
     if ("options", "on") in results:
         measured["options_cost"], by_cpu["options_cost"] = options_cost(results)
+        own_cost = options_cost(results, BOTH_LINES)
     else:
-        measured["options_cost"] = by_cpu["options_cost"] = None
+        measured["options_cost"] = by_cpu["options_cost"] = own_cost = None
     measured["boot_seconds"] = report["boot"][("iris", "final_app")]
     measured["pss_workers_mb"] = report["pss"][("iris", "final_app")]["workers_mb"]
     return {"medians": medians, "measured": measured, "verdicts": verdicts_for(measured),
-            "by_cpu": by_cpu, "cpu_verdicts": verdicts_for(by_cpu)}
+            "by_cpu": by_cpu, "cpu_verdicts": verdicts_for(by_cpu), "options_own_cost": own_cost}
 
 
 def verdicts_for(values):
@@ -688,7 +704,7 @@ def header_lines(args, report):
         "# Benchmark results",
         "",
         "Written by `make bench` (bench/run.py). Two models, each served by final_app and by a",
-        "FastAPI reference, plus final_app with its options on: all five servers ran at the same time",
+        "FastAPI reference, plus final_app with its options on, twice: all six servers ran at the same time",
         "on loopback, each with 2 worker",
         "processes, loaded in turn with the same requests; each figure is the median of",
         f"{args.rounds} rounds. Ratios are what count: absolute numbers depend on the machine, and",
@@ -718,7 +734,10 @@ def header_lines(args, report):
         "  and the same headers, as a browser page's request arrives through Heroku's router:",
         "  " + ", ".join(f"`{name}`" for name in CLIENT_HEADERS) + " (a valid key, a listed origin);",
         "  before timing, both gave the same answer, and only the second checked the key (401",
-        "  without it) and sent back X-Request-ID and Access-Control-Allow-Origin",
+        "  without it) and sent back X-Request-ID and Access-Control-Allow-Origin. With PREDICTION_LOG",
+        "  on, gunicorn.conf.py's logger leaves out gunicorn's access line for each logged prediction;",
+        f"  a third final_app, options on with `{BOTH_LINES_ARGS}` (\"{BOTH_LINES}\"), writes both",
+        "  lines, to show what the options' own work costs",
         "",
     ]
 
@@ -763,14 +782,16 @@ def options_lines(report, medians):
         return []
     label = "iris, 1 row, client headers"
     lines = []
-    for state in ("off", "on"):
+    for state in OPTIONS_STATES:
         row = medians[("options", state)]
         lines.append(f"| {label} | final_app, options {state} | {row['requests_per_s']:.0f} | {row['requests_per_s']:.0f}"
                      f" | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_ms']:.3f} |")
-    on, off = medians[("options", "on")], medians[("options", "off")]
-    ratio = median_ratio(report["results"][("options", "on")], report["results"][("options", "off")])
-    lines.append(f"| {label} | **options on / off** | **{ratio:.2f}x** | | {on['p50_ms'] / off['p50_ms']:.2f}x | "
-                 f"{on['p99_ms'] / off['p99_ms']:.2f}x | {on['cpu_ms'] / off['cpu_ms']:.2f}x |")
+    off = medians[("options", "off")]
+    for state in OPTIONS_STATES[1:]:
+        on = medians[("options", state)]
+        ratio = median_ratio(report["results"][("options", state)], report["results"][("options", "off")])
+        lines.append(f"| {label} | **options {state} / off** | **{ratio:.2f}x** | | {on['p50_ms'] / off['p50_ms']:.2f}x | "
+                     f"{on['p99_ms'] / off['p99_ms']:.2f}x | {on['cpu_ms'] / off['cpu_ms']:.2f}x |")
     return lines
 
 
@@ -847,6 +868,10 @@ def target_lines(summary):
         else:
             row += " | |"
         lines.append(row)
+    if summary["options_own_cost"] is not None:
+        throughput, cpu = summary["options_own_cost"]
+        lines += ["", f"With gunicorn's access line kept as well (\"{BOTH_LINES}\"), the options cost "
+                  f"{throughput:.1%} of one-row throughput ({cpu:+.1%} CPU per request): their own work."]
     return lines + [""]
 
 
@@ -859,7 +884,7 @@ def round_lines(report):
         for key in keys + [(model, "limit")]:
             name = f"{model} in-process" if key[1] == "limit" else f"{model} {key[2]}: {key[1]}"
             lines.append(f"| {name} | " + ", ".join(f"{run['rows_per_s']:.0f}" for run in results[key]) + " |")
-    for state in ("off", "on"):
+    for state in OPTIONS_STATES:
         if ("options", state) in results:
             lines.append(f"| iris single, client headers: final_app options {state} | "
                          + ", ".join(f"{run['rows_per_s']:.0f}" for run in results[("options", state)]) + " |")
