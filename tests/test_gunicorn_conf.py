@@ -23,7 +23,10 @@ HEROKU_ROUTER_IDLE_S = 90  # the router closes idle keep-alive connections after
 def gunicorn_settings(monkeypatch, **env):
     """Return gunicorn's resolved settings for the Procfile's command, with exactly env set."""
     for name in ("PORT", "WEB_CONCURRENCY", "GUNICORN_DEV", "GUNICORN_CMD_ARGS", "LOG_LEVEL", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then removed: monkeypatch now remembers each name, so what gunicorn.conf.py sets
+        # while it loads (OMP_NUM_THREADS) is undone too when the test ends.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(ROOT)
