@@ -500,10 +500,9 @@ def main(argv=None):
     if not pathlib.Path(args.reference_python).exists():
         raise SystemExit(f"{args.reference_python} not found: `make bench` creates bench/.venv")
     comparisons = [iris_comparison(args), penguins_comparison(args)]
-    options_on = options_servers(args, tool) or ()
     servers = [server for comparison in comparisons for server in comparison.servers]
-    options_group = (tuple(zip((comparisons[0].servers[0], *options_on), OPTIONS_STATES))
-                     if options_on else None)
+    group = options_group(comparisons[0].servers[0], args, tool)
+    options_on = [server for server, _ in group[1:]] if group else []  # the off one is among servers
     report = {"tool": tool, "boot": {}, "pss": {},
               "rows": {comparison.name: comparison.rows_described for comparison in comparisons}}
     with tempfile.TemporaryDirectory() as scratch:
@@ -526,14 +525,14 @@ def main(argv=None):
                 check_options(comparisons[0].servers[0], server)
             print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
                   f"{args.rounds} rounds", flush=True)
-            results = run_rounds(args, tool, comparisons, bodies, options_group)
+            results = run_rounds(args, tool, comparisons, bodies, group)
             for comparison in comparisons:
                 for server in comparison.servers:
                     measure.wait_for_workers(server.process.pid, 2)
                     report["pss"][(comparison.name, server.name)] = \
                         measure.process_tree_pss_mb(server.process.pid)
         finally:
-            for server in servers + list(options_on):
+            for server in servers + options_on:
                 server.stop()
     report["results"] = results
     # final_app's own model call for iris, for context: the limit stays predict_proba, as the targets say.
@@ -565,15 +564,17 @@ BOTH_LINES_ARGS = "--logger-class gunicorn.glogging.Logger"
 OPTIONS_STATES = ("off", "on", BOTH_LINES)
 
 
-def options_servers(args, tool):
-    """final_app with every option on, as gunicorn.conf.py runs it and with both log lines, as
-    Servers; None (with the reason) when the load tool cannot send headers."""
+def options_group(off, args, tool):
+    """((server, state), ...) for OPTIONS_STATES: off (final_app with every option off), then final_app
+    with every option on, as gunicorn.conf.py runs it and with both log lines; None (with the
+    reason) when the load tool cannot send headers."""
     if tool != "wrk":
         print("the options scenario needs wrk to send its headers: not measured", flush=True)
         return None
-    return (Server("final_app, options on", final_app_command(), args.gunicorn_args, extra_env=OPTIONS_ENV),
-            Server("final_app, options on, both log lines", final_app_command(),
-                   f"{args.gunicorn_args} {BOTH_LINES_ARGS}".strip(), extra_env=OPTIONS_ENV))
+    on = Server("final_app, options on", final_app_command(), args.gunicorn_args, extra_env=OPTIONS_ENV)
+    both = Server("final_app, options on, both log lines", final_app_command(),
+                  f"{args.gunicorn_args} {BOTH_LINES_ARGS}".strip(), extra_env=OPTIONS_ENV)
+    return tuple(zip((off, on, both), OPTIONS_STATES))
 
 
 def options_cost(results, state="on"):
@@ -586,18 +587,17 @@ def options_cost(results, state="on"):
 
 def measure_options_only(args, tool):
     """Load final_app with the options off and on, in turn, for args.rounds rounds; print what they cost."""
-    off = Server("final_app", final_app_command(), args.gunicorn_args)
-    servers = options_servers(args, tool)
-    if servers is None:
+    group = options_group(Server("final_app", final_app_command(), args.gunicorn_args), args, tool)
+    if group is None:
         raise SystemExit(1)
-    group = tuple(zip((off, *servers), OPTIONS_STATES))
+    off = group[0][0]
     with tempfile.TemporaryDirectory() as scratch:
         body = pathlib.Path(scratch) / "iris-single.json"
         body.write_text(json.dumps({"instances": sample_rows(1)}))
         try:
             for server, _ in group:
                 server.start()
-            for server in servers:
+            for server, _ in group[1:]:
                 check_options(off, server)
             results = run_rounds(args, tool, [], {("iris", "single"): body}, group)
         finally:
