@@ -13,6 +13,9 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 sys.path.insert(0, str(ROOT / "lessons"))
 
 
+# The gunicorn installed next to the Python running the tests (.venv/bin under `make test`).
+GUNICORN = str(pathlib.Path(sys.executable).parent / "gunicorn")
+
 # The two ways a lesson's app.py is started, as its notebook and README say: {port} is filled in by running().
 LESSON_APP_COMMANDS = {
     "python app.py": [sys.executable, "app.py"],

@@ -11,7 +11,7 @@ import pytest
 import requests
 from gunicorn.app.wsgiapp import WSGIApplication
 
-from conftest import ROOT, usable_cores
+from conftest import GUNICORN, ROOT, usable_cores
 from lesson_helpers import running
 from tools import preflight
 
@@ -52,7 +52,7 @@ def test_the_model_gets_one_thread_per_call_unless_you_say_otherwise(monkeypatch
 def test_a_served_model_starts_no_threads_of_its_own():
     # lesson 08's HistGradientBoostingRegressor predicts on OpenMP: by default each of the worker's
     # 4 threads that calls it gets a team of one OpenMP thread per core (on 2 cores, 4 more threads).
-    command = [str(Path(sys.executable).parent / "gunicorn"), "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
     env = {"WEB_CONCURRENCY": "1", "MODEL_DIR": str(ROOT / "lessons/08_own_model/models/penguin_mass")}
     row = {"species": "Adelie", "island": "Biscoe", "sex": "male", "bill_length_mm": 40.0,
            "bill_depth_mm": 18.0, "flipper_length_mm": 190.0}
@@ -198,7 +198,7 @@ def measured_memory(config, ready_lines):
     splits shared pages among the processes sharing them; a worker's USS (the pages only it
     holds) is what one more worker adds.
     """
-    command = [str(Path(sys.executable).parent / "gunicorn"), "--config", str(config), "final_app.app:app"]
+    command = [GUNICORN, "--config", str(config), "final_app.app:app"]
     with running(command, cwd=ROOT, env={"WEB_CONCURRENCY": "2"}, ready_path="/health") as (_url, server):
         # The app logs this line each time it is built: once in the master with preload, once per
         # worker without; then every worker has loaded the model, however busy the machine is.

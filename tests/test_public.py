@@ -9,7 +9,7 @@ import pytest
 import requests
 import schemathesis
 
-from conftest import ROOT
+from conftest import GUNICORN, ROOT
 from final_app import public
 from final_app.app import LOG, ConfigError, create_app, settings_from_env
 from lesson_helpers import running
@@ -381,9 +381,8 @@ def test_the_document_shows_the_key_and_the_request_id_only_when_on(monkeypatch)
 # --- the real thing: gunicorn on the loopback -----------------------------------------------------
 
 def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4xx(tmp_path):
-    gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn"
     env = {"PYTHONPATH": str(ROOT), "API_KEYS": KEY, "PREDICTION_LOG": "on", "MODEL_DIR": ""}
-    command = [gunicorn, "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
+    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
     with running(command, cwd=tmp_path, env=env, ready_path="/health") as (base_url, server):
         body = {"instances": [GOOD_ROW]}
         good = requests.post(base_url + "/predict", json=body, headers=bearer(KEY), timeout=10)
@@ -400,8 +399,7 @@ def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4
 
 
 def test_under_the_procfiles_config_a_logged_prediction_gets_one_line_not_two():
-    command = [str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn",
-               "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
     env = {"PREDICTION_LOG": "on", "API_KEYS": KEY, "WEB_CONCURRENCY": "1", "MODEL_DIR": ""}
     with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, server):
         ids = {"good": "one-line-per-prediction-200", "refused": "one-line-per-prediction-401"}
@@ -525,9 +523,8 @@ def test_a_written_prediction_line_is_marked_for_gunicorns_logger(monkeypatch, l
 
 
 def test_under_gunicorn_two_workers_write_every_prediction_line_whole(tmp_path):
-    gunicorn = str(ROOT / ".venv" / "bin" / "gunicorn") if (ROOT / ".venv").exists() else "gunicorn"
     env = {"PYTHONPATH": str(ROOT), "PREDICTION_LOG": "on", "MODEL_DIR": ""}
-    command = [gunicorn, "--bind", "127.0.0.1:{port}", "--workers", "2", "--threads", "4", "final_app.app:app"]
+    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "2", "--threads", "4", "final_app.app:app"]
     ids = [f"concurrent-request-{number:04d}" for number in range(200)]
     with running(command, cwd=tmp_path, env=env, ready_path="/health") as (base_url, server):
         from concurrent.futures import ThreadPoolExecutor
