@@ -11,6 +11,7 @@ PORT   ?= 8000
 .PHONY: help install serve test jupyter notebooks images preflight rehearse bench train clean
 
 help:
+	@echo "make install    create .venv with the pinned packages (the targets that need it do this first)"
 	@echo "make serve      serve final_app on http://127.0.0.1:$(PORT)"
 	@echo "make test       run every test: apps, notebooks (nbval), deploy contract, browser"
 	@echo "make jupyter    open the lessons in Jupyter"
@@ -18,8 +19,13 @@ help:
 	@echo "make train      re-train final_app's model and rewrite its metadata"
 	@echo "make images     regenerate every picture in images/"
 	@echo "make rehearse   run the Procfile locally with honcho, as Heroku would"
-	@echo "make preflight  check the repository against what Heroku will do"
+	@echo "make preflight  check your last commit (what git push sends) against what Heroku will do"
 	@echo "make bench      benchmark final_app against a FastAPI reference"
+	@echo "make clean      remove .venv and the test caches"
+	@echo ""
+	@echo "serve and preflight use the model in MODEL_DIR=path when you give one, for example:"
+	@echo "  make serve MODEL_DIR=lessons/08_own_model/models/penguins"
+	@echo "  make preflight MODEL_DIR=models/mine"
 
 # The pins install on Python 3.11 only, and final_app refuses a model saved under another
 # major.minor: so check the version first (of .venv's Python, once it exists) and say how to get it.
@@ -68,9 +74,11 @@ test: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -p no:xdist -m serial
 
 # Jupyter serves only files under its root folder, and the notebooks show pictures from images/:
-# so the root is the repository, and JupyterLab opens on lessons/.
+# so the root is the repository, and JupyterLab opens on lessons/. As root (Docker, CI images)
+# Jupyter refuses to start unless told --allow-root: so tell it then, and only then.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 jupyter: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lessons
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/lessons $(AS_ROOT)
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py

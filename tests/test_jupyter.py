@@ -4,6 +4,7 @@ import posixpath
 import re
 import secrets
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,12 +20,17 @@ HTML_IMAGE = re.compile(r"<img\b[^>]*\bsrc=[\"']([^\"']+)[\"']", re.I)
 
 
 def makefile_jupyter_command():
-    """The command under the Makefile's jupyter target, $(BIN) replaced by this environment's bin folder."""
-    lines = (ROOT / "Makefile").read_text().splitlines()
-    start = lines.index(next(line for line in lines if line.startswith("jupyter:")))
-    recipe = [line.strip() for line in lines[start + 1:] if line.startswith("\t")][:1]
-    assert recipe, "the Makefile's jupyter target has no command"
-    return [word.replace("$(BIN)", str(BIN)) for word in shlex.split(recipe[0])]
+    """The command `make jupyter` runs, as make itself expands it, with this environment's bin folder."""
+    dry_run = subprocess.run(["make", "--dry-run", "--old-file", ".venv/.installed", "jupyter"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    words = shlex.split(dry_run[-1])
+    assert words[0] == ".venv/bin/jupyter", dry_run
+    return [str(BIN / "jupyter"), *words[1:]]
+
+
+def test_make_jupyter_allows_root_only_as_root():
+    # Jupyter refuses to start as root without --allow-root (jupyter_server's ServerApp.start_app).
+    assert ("--allow-root" in makefile_jupyter_command()) is (os.geteuid() == 0)
 
 
 def pictures(notebook_path):

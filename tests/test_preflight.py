@@ -1,4 +1,9 @@
-"""The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake."""
+"""The preflight passes on this repository and, in a temporary copy, fails naming each planted mistake.
+
+Every repository here is a temporary git repository with a commit: the preflight checks the last
+commit (what git push sends), so a mistake is planted and then committed, unless the test is about
+what the commit lacks.
+"""
 import collections
 import copy as copying
 import hashlib
@@ -17,10 +22,11 @@ from tools import preflight
 WEB = "web: gunicorn --config gunicorn.conf.py final_app.app:app"
 
 
-# Files the web probe (tools/web_probe.py) never reads: it runs this Python, not what these install.
+# Files the web probe (tools/web_probe.py) never reads: it runs this Python, not what these install,
+# and the app reads no notes or notebooks.
 NOT_READ_BY_THE_PROBE = {"requirements.txt", "requirements-dev.txt", "runtime.txt", ".python-version", "Pipfile",
                          "Pipfile.lock", "uv.lock", "poetry.lock", "package.json", "composer.json", ".gitignore",
-                         ".slugignore", "app.json", "README.md"}
+                         ".slugignore", "app.json", "README.md", "notes.txt", "notebooks/explore.ipynb"}
 PROBED = {}  # what the probe answered, by everything it could have read
 
 
@@ -60,23 +66,60 @@ def probe_once_per_input(real_probe):
     return probe
 
 
-@pytest.fixture
-def repo_copy(tmp_path, monkeypatch):
-    """A git repository holding what this repository would put in a slug (no lessons, no tests)."""
-    monkeypatch.setattr(preflight, "probe_web_command", probe_once_per_input(preflight.probe_web_command))
-    copy = tmp_path / "repo"
+def git(root, *arguments):
+    """Run git in root with a test identity; return its output."""
+    identity = ["-c", "user.name=Preflight test", "-c", "user.email=preflight@example.com",
+                "-c", "commit.gpgsign=false"]
+    return subprocess.run(["git", "-C", str(root), *identity, *arguments], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def commit_all(root, message="planted"):
+    """Commit everything in root, as a learner does before git push."""
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "--no-verify", "-m", message)
+
+
+def files_to_commit(root):
+    """The files `git add -A` would commit in root: tracked or new and not ignored, and still there."""
+    listing = git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    return sorted(name for name in set(listing.split("\0")) if name and (root / name).is_file())
+
+
+def copy_files(names, destination):
+    """Copy these files of this repository into destination, keeping their folders."""
+    for name in names:
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, destination / name)
+
+
+def slug_copy(destination):
+    """Copy into a new git repository, uncommitted, what this repository would put in a slug (no lessons, no tests)."""
     patterns = preflight.slugignore_patterns(ROOT)
-    for name in preflight.files_heroku_receives(ROOT):
-        source = ROOT / name
-        if source.is_file() and not preflight.ignored_by_slug(name, patterns) and "__pycache__" not in name:
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
-    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    copy_files([name for name in files_to_commit(ROOT)
+                if not preflight.ignored_by_slug(name, patterns) and "__pycache__" not in name], destination)
+    git(destination, "init", "-q")
+    return destination
+
+
+@pytest.fixture
+def cached_probe(monkeypatch):
+    """Reuse the probe's answer while nothing it reads has changed (see probe_once_per_input)."""
+    monkeypatch.setattr(preflight, "probe_web_command", probe_once_per_input(preflight.probe_web_command))
+
+
+@pytest.fixture
+def repo_copy(tmp_path, cached_probe):
+    """A git repository whose one commit holds what this repository would put in a slug."""
+    copy = slug_copy(tmp_path / "repo")
+    commit_all(copy, "the app")
     return copy
 
 
-def static_checks(root):
-    """Run the static checks on root; return the failed ones."""
+def static_checks(root, commit=True):
+    """Run the static checks on root, first committing everything (unless told not to); return the failed ones."""
+    if commit:
+        commit_all(root)
     lines = []
     results = preflight.run_checks(root, static=True, report=lines.append)
     assert len(lines) == len(results) + 1  # every check reported, plus the "skipped" line
@@ -90,13 +133,19 @@ def replace_in(path, old, new):
     path.write_text(text.replace(old, new))
 
 
-def test_preflight_passes_on_this_repository_including_boot_memory_and_sigterm():
+def test_preflight_passes_on_this_repository_including_boot_memory_and_sigterm(tmp_path):
+    # This repository as it is now, committed: in CI a clean clone, on a developer's machine it may hold changes.
+    copy = tmp_path / "this"
+    copy_files(files_to_commit(ROOT), copy)
+    git(copy, "init", "-q")
+    commit_all(copy, "this repository")
     lines = []
-    results = preflight.run_checks(ROOT, report=lines.append)
+    results = preflight.run_checks(copy, report=lines.append)
     failures = [check.line() for check in results if not check.ok]
     assert failures == []
     titles = " | ".join(check.title for check in results)
-    for measured in ("boots and answers on $PORT in", "memory with WEB_CONCURRENCY=2:", "after SIGTERM"):
+    for measured in ("every file the app loads is committed", "boots from your last commit and answers on $PORT in",
+                     "memory with WEB_CONCURRENCY=2:", "after SIGTERM"):
         assert measured in titles
     assert "s (limit 60 s) | memory" in titles and titles.endswith("s after SIGTERM (limit 30 s)")
 
@@ -110,6 +159,7 @@ def test_the_unchanged_copy_passes_and_main_exits_0(repo_copy, capsys):
 
 def test_main_exits_1_and_prints_the_fix_when_a_check_fails(repo_copy, capsys):
     (repo_copy / "runtime.txt").write_text("python-3.11.7\n")
+    commit_all(repo_copy)
     assert preflight.main([str(repo_copy), "--static"]) == 1
     output = capsys.readouterr().out
     assert "✗ runtime.txt is present" in output
@@ -331,10 +381,150 @@ def test_model_dir_model_needs_its_pandas_pin(repo_copy, monkeypatch):
     shutil.copytree(PENGUINS, repo_copy / "models" / "penguins")
     monkeypatch.setenv("MODEL_DIR", "models/penguins")
     pandas = json.loads((PENGUINS / "model.json").read_text())["versions"]["pandas"]
-    assert any(f"pandas: model {pandas}, requirements.txt not pinned" in line for line in failed_lines(repo_copy))
+    # Only the metadata that needs pandas is named, not final_app/model/model.json beside it.
+    assert [line.splitlines()[0] for line in failed_lines(repo_copy) if "other versions" in line] == [
+        "✗ the model was saved with other versions than requirements.txt installs (models/penguins/model.json): "
+        f"pandas: model {pandas}, requirements.txt not pinned (on Heroku: the app refuses to start, H10)"]
     with (repo_copy / "requirements.txt").open("a") as file:
         file.write(f"pandas=={pandas}\n")
     assert failed_lines(repo_copy) == []
+
+
+def test_an_app_the_model_check_refuses_is_told_to_do_what_the_message_says(tmp_path):
+    message = (f"the app exited while loading (code 4): CRITICAL final_app: refusing to start: model check failed "
+               f"for {tmp_path}/models/house/model.json: scikit-learn version expected 1.8.0, found 1.9.1; re-train")
+    [check] = preflight.check_web_imports(tmp_path, {"error": message})
+    assert check.title == ("the web process's app does not load: the app exited while loading (code 4): CRITICAL "
+                           "final_app: refusing to start: model check failed for models/house/model.json: "
+                           "scikit-learn version expected 1.8.0, found 1.9.1; re-train (on Heroku: H10 app crashed)")
+    assert check.fix == "do what the message above says"
+
+
+# --- what git push sends: the last commit, not the working tree -----------------------------------
+
+def test_a_model_dir_inside_the_repository_names_the_same_folder_in_the_committed_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "repo" / "models" / "penguins"))
+    environ = preflight.environment_for(tmp_path / "repo", tmp_path / "commit")
+    assert environ["MODEL_DIR"] == str(tmp_path / "commit" / "models" / "penguins")
+
+
+def pin_pandas_for_penguins(root):
+    """Pin the pandas the penguin model was saved with, and commit that."""
+    pandas = json.loads((PENGUINS / "model.json").read_text())["versions"]["pandas"]
+    append_line(root / "requirements.txt", f"pandas=={pandas}")
+    commit_all(root, "pin pandas")
+
+
+def test_an_uncommitted_model_folder_fails_naming_its_files_and_the_git_add_and_crashes_the_boot(
+        repo_copy, monkeypatch):
+    pin_pandas_for_penguins(repo_copy)
+    shutil.copytree(PENGUINS, repo_copy / "models" / "penguins")  # there, but not committed
+    monkeypatch.setenv("MODEL_DIR", "models/penguins")
+    results = preflight.run_checks(repo_copy, report=lambda line: None)
+    failures = [(check.title, check.fix) for check in results if not check.ok]
+    files = "models/penguins/model.joblib, models/penguins/model.json"
+    git_add = "git add models/penguins/model.joblib models/penguins/model.json && git commit -m"
+    assert failures[:2] == [
+        (f"the app loads files that are not committed: {files} (git push sends only commits: the dyno will not "
+         "have them)", f'commit them: {git_add} "Add the files the app loads"'),
+        (f"MODEL_DIR=models/penguins: {files} not committed: git push would not send them (on Heroku: H10)",
+         f'commit them: {git_add} "Add the model"'),
+    ]
+    # The boot runs the last commit, which has no model folder: the dyno's crash, here.
+    [(boot, fix)] = failures[2:]
+    assert boot.startswith("the web process, started from your last commit (what git push sends), crashed at "
+                           "boot (on Heroku: H10); its last line: ")
+    assert "model check failed for models/penguins/model.json" in boot
+    assert fix == ("commit every file the app needs, then run the Procfile command locally (make rehearse) and "
+                   "read its first error")
+
+
+def test_a_model_changed_since_the_commit_fails_saying_commit_it(repo_copy, monkeypatch):
+    pin_pandas_for_penguins(repo_copy)
+    saved = repo_copy / "models" / "penguins"
+    shutil.copytree(PENGUINS, saved)
+    metadata = json.loads((saved / "model.json").read_text())
+    (saved / "model.json").write_text(json.dumps(dict(metadata, title="the model as first committed"), indent=2))
+    commit_all(repo_copy, "a first model")
+    shutil.copy2(PENGUINS / "model.json", saved / "model.json")  # then saved again, not committed
+    monkeypatch.setenv("MODEL_DIR", "models/penguins")
+    assert [(check.title, check.fix) for check in static_checks(repo_copy, commit=False)] == [
+        ("the app loads files changed since your last commit: models/penguins/model.json (git push sends the "
+         "committed version)",
+         'commit it: git add models/penguins/model.json && git commit -m "Update the files the app loads"')]
+
+
+def test_a_model_gitignore_ignores_is_named_and_added_with_force(tmp_path):
+    (tmp_path / ".gitignore").write_text("*.joblib\n")
+    (tmp_path / "app.py").write_text("")
+    git(tmp_path, "init", "-q")
+    commit_all(tmp_path, "the app")
+    (tmp_path / "models").mkdir()
+    for name in ("model.joblib", "model.json"):
+        (tmp_path / "models" / name).write_text("")
+    loaded = ["app.py", "models/model.joblib", "models/model.json"]
+    [check] = preflight.check_app_files_committed(tmp_path, preflight.files_heroku_receives(tmp_path), loaded)
+    assert (check.title, check.fix) == (
+        "the app loads files that are not committed: models/model.joblib, models/model.json; .gitignore ignores "
+        "models/model.joblib (git push sends only commits: the dyno will not have them)",
+        'commit them: git add -f models/model.joblib models/model.json && git commit -m "Add the files the app loads"')
+
+
+def test_changed_notebooks_readme_and_new_notes_do_not_fail(repo_copy):
+    (repo_copy / "notebooks").mkdir()
+    (repo_copy / "notebooks" / "explore.ipynb").write_text('{"cells": []}\n')
+    (repo_copy / "README.md").write_text("# My app\n")
+    commit_all(repo_copy, "notes")
+    (repo_copy / "notebooks" / "explore.ipynb").write_text('{"cells": [{"cell_type": "markdown"}]}\n')
+    append_line(repo_copy / "README.md", "Deployed on Heroku.")
+    (repo_copy / "notes.txt").write_text("try a bigger model\n")
+    lines = []
+    results = preflight.run_checks(repo_copy, static=True, report=lines.append)
+    assert [check.line() for check in results if not check.ok] == []
+    assert "✓ every file the app loads is committed" in lines
+
+
+def test_a_repository_with_no_commit_fails_saying_to_commit(tmp_path, cached_probe):
+    copy = slug_copy(tmp_path / "repo")
+    assert [(check.title, check.fix) for check in static_checks(copy, commit=False)] == [
+        ("this git repository has no commit yet: git push would send nothing",
+         'commit your files: git add -A && git commit -m "First commit"')]
+
+
+HELPER_APP = '''"""An app that imports a helper module beside it."""
+from flask import Flask
+
+from greeting import GREETING
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    """Greet."""
+    return GREETING
+'''
+
+
+def test_an_uncommitted_helper_module_fails_naming_it_and_crashes_the_boot_from_the_commit(tmp_path, cached_probe):
+    copy_files(["requirements.txt", ".python-version"], tmp_path)
+    (tmp_path / "Procfile").write_text("web: gunicorn --preload app:app\n")
+    (tmp_path / "app.py").write_text(HELPER_APP)
+    git(tmp_path, "init", "-q")
+    commit_all(tmp_path, "the app")
+    (tmp_path / "greeting.py").write_text('GREETING = "hello"\n')  # the app imports it; it is not committed
+    results = preflight.run_checks(tmp_path, report=lambda line: None)
+    assert [(check.title, check.fix) for check in results if not check.ok] == [
+        ("the app loads files that are not committed: greeting.py (git push sends only commits: the dyno will "
+         "not have them)", 'commit it: git add greeting.py && git commit -m "Add the files the app loads"'),
+        ("the web process, started from your last commit (what git push sends), crashed at boot (on Heroku: H10); "
+         "its last line: ModuleNotFoundError: No module named 'greeting'",
+         "commit every file the app needs, then run the Procfile command locally (make rehearse) and read its "
+         "first error"),
+    ]
+    commit_all(tmp_path, "the helper")
+    assert static_checks(tmp_path, commit=False) == []
+
 
 # --- the boot checks: Heroku's time limits, lowered so that a planted slow app fails quickly -----
 
@@ -481,6 +671,7 @@ ACCEPTED = [
 @pytest.mark.parametrize("change, line", [case[1:] for case in ACCEPTED], ids=[case[0] for case in ACCEPTED])
 def test_preflight_accepts_what_the_buildpack_accepts(repo_copy, change, line):
     change(repo_copy)
+    commit_all(repo_copy)
     lines = []
     results = preflight.run_checks(repo_copy, static=True, report=lines.append)
     assert line in lines
@@ -489,7 +680,22 @@ def test_preflight_accepts_what_the_buildpack_accepts(repo_copy, change, line):
 
 def test_with_another_package_manager_the_requirements_are_not_measured(repo_copy):
     use_only(repo_copy, "uv.lock", "version = 1\n")
+    commit_all(repo_copy)
     lines = []
     preflight.run_checks(repo_copy, static=True, report=lines.append)
     assert "? requirements in uv.lock not checked" in "\n".join(lines)
     assert "packages of the Python running the preflight" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("version, ok, words", [
+    ("3.11", True, ".python-version: Python 3.11 (supported)"),
+    ("3.14", True, ".python-version: Python 3.14 (supported)"),
+    # The Python buildpack still builds 3.10, warning that it drops it on 6 January 2027.
+    ("3.10", True, ".python-version: Python 3.10 builds, with a deprecation warning, until Heroku drops it "
+                   "on 6 January 2027: move to 3.11 or newer"),
+    ("3.9", False, ".python-version asks for Python 3.9, not one Heroku supports"),
+])
+def test_python_versions_as_the_buildpack_treats_them(tmp_path, version, ok, words):
+    (tmp_path / ".python-version").write_text(version + "\n")
+    [check] = preflight.check_python_version(tmp_path)
+    assert (check.ok, check.title) == (ok, words)

@@ -2,11 +2,14 @@
 
 Usage:  python -m tools.preflight [ROOT] [--static]
 
-ROOT is the repository's top folder (default: the current folder). The checks that read files
-run first; then the web process from the Procfile is started with $PORT set, measured, and
-stopped with SIGTERM, as on a dyno. --static skips starting it. Each check prints a line
-starting with ✓ or ✗, every ✗ followed by how to fix it, or ? for what cannot be measured on this
-machine (memory, outside Linux) and why; the exit code is 1 if any check failed.
+ROOT is the repository's top folder (default: the current folder). Heroku builds what `git push`
+sends, your last commit, so that is what is checked: the files of HEAD, and every file the web app
+loads committed as it is here (a model folder or helper module left out of the commit crashes the
+dyno). The checks that read files run first; then the web process from the Procfile is started in
+a copy of the last commit with $PORT set, measured, and stopped with SIGTERM, as on a dyno.
+--static skips starting it. Each check prints a line starting with ✓ or ✗, every ✗ followed by
+how to fix it, or ? for what cannot be measured on this machine (memory, outside Linux) and why;
+the exit code is 1 if any check failed.
 
 It starts the app with the Python running it and the packages installed there, not with a fresh
 install of ROOT's requirements: to check another project, run it from that project's environment
@@ -14,7 +17,9 @@ install of ROOT's requirements: to check another project, run it from that proje
 buildpack does (its bin/detect and package-manager choice); pins are read from requirements.txt only.
 """
 import argparse
+import contextlib
 import fnmatch
+import functools
 import json
 import os
 import pathlib
@@ -36,11 +41,13 @@ import psutil
 
 from tools.dyno import DYNO_MEMORY_MB, dyno_environment
 
-# Python versions Heroku supports today (November 2026), the one place to update them.
-# Heroku follows Python's own end-of-life dates: 3.9 was removed in January 2026, and 3.10
-# (end of life October 2026, deprecated on Heroku since November 2025) is on its way out.
+# Python versions Heroku supports today (December 2026), the one place to update them.
+# Heroku follows Python's own end-of-life dates: 3.9 was removed in January 2026. 3.10 (end of life
+# October 2026) still builds, with a deprecation warning, until the Python buildpack drops it on
+# 6 January 2027 (lib/python_version.sh: warn_if_deprecated_major_version).
 # Keep this in step with https://devcenter.heroku.com/articles/python-support
 SUPPORTED_PYTHON = ("3.11", "3.12", "3.13", "3.14")
+DEPRECATED_PYTHON = {"3.10": "6 January 2027"}
 
 # Heroku's limits for a Basic/Eco dyno and its builds.
 BOOT_LIMIT_S = 60
@@ -81,6 +88,7 @@ UNINSTALLABLE = {
 # Folders holding a local Python environment: they must not reach Heroku.
 ENVIRONMENT_FOLDERS = (".venv", "venv", ".heroku")
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
+MODEL_FILES = ("model.joblib", "model.json")  # what final_app loads from MODEL_DIR
 PROBE = pathlib.Path(__file__).with_name("web_probe.py")
 PROBE_MARKER = "WEB-PROBE-RESULT "
 
@@ -90,13 +98,14 @@ class Check:
     """One line of the checklist: passed or not, what was checked, and the fix if it failed.
 
     A check that could not be measured here is not failed, but not passed either: measured is
-    False and fix says why.
+    False and fix says why. A failed check stops the boot checks unless blocks_boot is False.
     """
 
     ok: bool
     title: str
     fix: str = ""
     measured: bool = True
+    blocks_boot: bool = True
 
     def line(self):
         """Return the check as the text printed for it."""
@@ -121,19 +130,69 @@ def not_measured(title, why):
     return Check(True, title, why, measured=False)
 
 
+def not_committed(title, fix):
+    """Return a failed check for files the commit lacks: the boot still runs, and shows what they do."""
+    return Check(False, title, fix, blocks_boot=False)
+
+
 # ---- reading the repository -----------------------------------------------------------------
 
-def files_heroku_receives(root):
-    """Return the files git would push (committed, or new and not ignored), relative to root."""
+def git(root, *arguments):
+    """Run a git command in root; return its output, or None if it fails (not a repository, no commit)."""
     try:
-        listing = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        return sorted({name for name in listing.split("\0") if name})
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True,
+                              check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        # Not a git repository: everything in the folder would be committed.
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        return None
+
+
+def names_in(listing):
+    """Return the sorted file names of a NUL-separated git listing."""
+    return sorted({name for name in listing.split("\0") if name})
+
+
+def is_git_repository(root):
+    """Tell whether root is in a git repository."""
+    return git(root, "rev-parse", "--git-dir") is not None
+
+
+def has_commit(root):
+    """Tell whether root's git repository has a commit (HEAD) yet."""
+    return git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}") is not None
+
+
+def files_heroku_receives(root):
+    """Return the files `git push` sends, relative to root: the committed tree of HEAD.
+
+    A repository with no commit yet sends nothing (check_has_commit says so): the files a first
+    `git add -A` would commit stand in, so the other checks still have something to read. Not a
+    git repository at all: every file in the folder, as if it were all committed.
+    """
+    committed = git(root, "ls-tree", "-r", "--name-only", "-z", "HEAD")
+    if committed is not None:
+        return names_in(committed)
+    to_commit = git(root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    if to_commit is not None:
+        return names_in(to_commit)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def changed_since_commit(root):
+    """Return the tracked files that differ from HEAD, staged or not, relative to root."""
+    return set(names_in(git(root, "diff", "--name-only", "--relative", "-z", "HEAD") or ""))
+
+
+def ignored_by_git(root, names):
+    """Return those of names that .gitignore (or another exclude file) ignores."""
+    return set(names) & set((git(root, "check-ignore", "--", *names) or "").splitlines()) if names else set()
+
+
+def commit_fix(root, names, message):
+    """Return the fix that commits these files: one git command (add -f when .gitignore ignores one)."""
+    force = " -f" if ignored_by_git(root, names) else ""
+    them = "it" if len(names) == 1 else "them"
+    files = " ".join(shlex.quote(name) for name in names)
+    return f'commit {them}: git add{force} {files} && git commit -m "{message}"'
 
 
 def requirement_lines(path, seen=None):
@@ -201,6 +260,14 @@ def split_command(command):
 
 
 # ---- static checks --------------------------------------------------------------------------
+
+def check_has_commit(root):
+    """A git repository has a commit: `git push` sends commits, and Heroku builds the last one."""
+    if not is_git_repository(root) or has_commit(root):
+        return []
+    return [failed("this git repository has no commit yet: git push would send nothing",
+                   'commit your files: git add -A && git commit -m "First commit"')]
+
 
 def check_package_manager(files):
     """Exactly one package-manager file at the root, as the Python buildpack requires."""
@@ -311,6 +378,10 @@ def check_python_version(root):
         return checks + [failed(f".python-version should hold one major version like 3.11, not {versions!r}",
                                 "write only major.minor (3.11): Heroku then installs the latest "
                                 "patch release, with its security fixes")]
+    if versions[0] in DEPRECATED_PYTHON:
+        return checks + [passed(f".python-version: Python {versions[0]} builds, with a deprecation warning, "
+                                f"until Heroku drops it on {DEPRECATED_PYTHON[versions[0]]}: move to "
+                                f"{SUPPORTED_PYTHON[0]} or newer")]
     if versions[0] not in SUPPORTED_PYTHON:
         return checks + [failed(f".python-version asks for Python {versions[0]}, not one Heroku supports",
                                 f"use one of {', '.join(SUPPORTED_PYTHON)} and test on it")]
@@ -371,10 +442,42 @@ def check_web_imports(root, probe):
     """The Procfile's module:object imports with $PORT set (otherwise the dyno crashes: H10)."""
     if "error" in probe:
         error = probe["error"].replace(f"{root}{os.sep}", "")
-        return [failed(f"the web process's app does not load: {error} (on Heroku: H10 app crashed)",
-                       "do what the error says; if it names a module or attribute, fix the Procfile's "
-                       "module:object; run the Procfile's command locally to see the whole error")]
+        if "model check failed" in error:  # final_app.artifact.ModelError: it says what to do
+            fix = "do what the message above says"
+        else:
+            fix = ("do what the error says; if it names a module or attribute, fix the Procfile's "
+                   "module:object; run the Procfile's command locally to see the whole error")
+        return [failed(f"the web process's app does not load: {error} (on Heroku: H10 app crashed)", fix)]
     return [passed(f"the app {probe['app_uri']} imports")]
+
+
+def files_the_app_loads(root, probe):
+    """Return the files the web app loads, relative to root: what the probe saw, and the model in MODEL_DIR."""
+    names = set(probe.get("loaded_files", []))
+    folder = model_dir_setting(root)
+    if folder and not pathlib.Path(folder).is_absolute():
+        names.update(f"{folder}/{name}" for name in MODEL_FILES if (root / folder / name).is_file())
+    return sorted(names)
+
+
+def check_app_files_committed(root, files, loaded):
+    """Every file the web app loads is committed as it is here: Heroku gets the commit, not this folder."""
+    if not has_commit(root):
+        return []  # nothing to compare with: check_has_commit has said so
+    missing = [name for name in loaded if name not in files]
+    changed = sorted(set(loaded) & changed_since_commit(root))
+    checks = []
+    if missing:
+        ignored = sorted(ignored_by_git(root, missing))
+        why = f"; .gitignore ignores {', '.join(ignored)}" if ignored else ""
+        checks.append(not_committed(f"the app loads files that are not committed: {', '.join(missing)}{why} "
+                                    "(git push sends only commits: the dyno will not have them)",
+                                    commit_fix(root, missing, "Add the files the app loads")))
+    if changed:
+        checks.append(not_committed(f"the app loads files changed since your last commit: {', '.join(changed)} "
+                                    "(git push sends the committed version)",
+                                    commit_fix(root, changed, "Update the files the app loads")))
+    return checks or [passed("every file the app loads is committed")]
 
 
 def check_binds_port(probe, port):
@@ -450,11 +553,14 @@ def check_model_dir(root, files):
         return [failed(f"MODEL_DIR={folder} is outside the repository: the dyno will not have it",
                        "put the model folder inside the repository and set MODEL_DIR to its path "
                        "from the top folder (heroku config:set MODEL_DIR=that/path)")]
-    needed = [f"{folder}/model.joblib", f"{folder}/model.json"]
+    needed = [f"{folder}/{name}" for name in MODEL_FILES]
     missing = [name for name in needed if name not in files]
-    if missing:
+    if any(not (root / name).is_file() for name in missing):
         return [failed(f"MODEL_DIR={folder}: {', '.join(missing)} would not be pushed (on Heroku: H10)",
                        "save the model there with save_model, then commit both files")]
+    if missing:
+        return [not_committed(f"MODEL_DIR={folder}: {', '.join(missing)} not committed: git push would not send "
+                              "them (on Heroku: H10)", commit_fix(root, missing, "Add the model"))]
     patterns = slugignore_patterns(root)
     removed = [name for name in needed if ignored_by_slug(name, patterns)]
     if removed:
@@ -486,31 +592,46 @@ def model_metadata_files(root, files, app_uri):
     return found
 
 
+def relative_names(root, paths):
+    """Return the paths relative to root, separated by commas."""
+    return ", ".join(str(path.relative_to(root)) for path in paths)
+
+
+def version_mismatches(versions, pins, python_major):
+    """Return how the versions a model was saved with differ from the pins and .python-version."""
+    mismatches = []
+    for package, version in versions.items():
+        if normalized(package) == "python":
+            if python_major and not str(version).startswith(python_major + "."):
+                mismatches.append(f"python {version} vs .python-version {python_major}")
+        elif pins.get(normalized(package)) != str(version):
+            pinned = pins.get(normalized(package), "not pinned")
+            mismatches.append(f"{package}: model {version}, requirements.txt {pinned}")
+    return mismatches
+
+
 def check_model_versions(root, files, app_uri):
     """The library versions recorded with the model equal the versions requirements.txt pins."""
     metadata_files = model_metadata_files(root, files, app_uri) if app_uri else []
     if not metadata_files:
         return [passed("no model metadata with library versions found beside the app (nothing to compare)")]
     if not (root / "requirements.txt").is_file():
-        names = ", ".join(str(p.relative_to(root)) for p in metadata_files)
+        names = relative_names(root, metadata_files)
         return [not_measured(f"model metadata versions ({names}) not compared with the pins",
                              "this preflight reads pins from requirements.txt only")]
     pins = pinned_versions(root)
     python_file = root / ".python-version"
     python_major = python_file.read_text().strip() if python_file.is_file() else None
-    mismatches = []
+    mismatches, mismatched_files = [], []
     for path in metadata_files:
-        for package, version in json.loads(path.read_text())["versions"].items():
-            if normalized(package) == "python":
-                if python_major and not str(version).startswith(python_major + "."):
-                    mismatches.append(f"python {version} vs .python-version {python_major}")
-            elif pins.get(normalized(package)) != str(version):
-                pinned = pins.get(normalized(package), "not pinned")
-                mismatches.append(f"{package}: model {version}, requirements.txt {pinned}")
-    names = ", ".join(str(p.relative_to(root)) for p in metadata_files)
+        found = version_mismatches(json.loads(path.read_text())["versions"], pins, python_major)
+        if found:
+            mismatched_files.append(path)
+            mismatches += [mismatch for mismatch in found if mismatch not in mismatches]
     if not mismatches:
-        return [passed(f"model metadata versions equal the pins ({names})")]
-    return [failed(f"the model was saved with other versions than requirements.txt installs ({names}): "
+        return [passed(f"model metadata versions equal the pins ({relative_names(root, metadata_files)})")]
+    return [failed("the model was saved with other versions than requirements.txt installs "
+                   f"({relative_names(root, mismatched_files)}): "
                    + "; ".join(mismatches) + " (on Heroku: the app refuses to start, H10)",
                    "pin the versions the model was trained with, or retrain with the pinned ones")]
 
@@ -537,6 +658,7 @@ def ignored_by_slug(name, patterns):
     return False
 
 
+@functools.lru_cache(maxsize=None)  # reading thousands of file sizes takes a while; lessons and tests check often
 def installed_size_mb(package):
     """Return the size on disk of an installed distribution, in MB (0 if not installed here)."""
     try:
@@ -698,11 +820,15 @@ def memory_check(process, workers):
                   "preload the app (preload_app = True) so workers share the model, or lower WEB_CONCURRENCY")
 
 
-def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown_limit_s=SHUTDOWN_LIMIT_S):
-    """Start the web command with $PORT set; check boot time (within boot_limit_s), memory and SIGTERM."""
+def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown_limit_s=SHUTDOWN_LIMIT_S,
+                environ=None, from_commit=False):
+    """Start the web command in root with $PORT set; check boot time (within boot_limit_s), memory and SIGTERM.
+
+    environ defaults to this process's environment; from_commit says root holds the last commit.
+    """
     port = free_port()
     # What a classic web dyno sets (tools/dyno.py): WEB_CONCURRENCY, the access log and the rest.
-    env = dict(dyno_environment(), PORT=str(port), PYTHONUNBUFFERED="1")
+    env = dict(dyno_environment(environ), PORT=str(port), PYTHONUNBUFFERED="1")
     # Commands such as `gunicorn` resolve in this Python's environment, as on the dyno.
     env["PATH"] = str(pathlib.Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     with open(log_path, "w") as log:
@@ -712,12 +838,18 @@ def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown
         seconds = wait_until_answering(f"http://127.0.0.1:{port}/", process, boot_limit_s)
         if seconds is None:
             if process.poll() is not None:
-                state = f"crashed at boot (on Heroku: H10); its last line: {last_line(log_path)}"
+                said = last_line(log_path).replace(f"{root}{os.sep}", "")
+                state = f"crashed at boot (on Heroku: H10); its last line: {said}"
             else:
                 state = f"did not answer on $PORT within {boot_limit_s} s (on Heroku: R10)"
+            if from_commit:
+                return [failed(f"the web process, started from your last commit (what git push sends), {state}",
+                               "commit every file the app needs, then run the Procfile command locally "
+                               "(make rehearse) and read its first error")]
             return [failed(f"the web process {state}",
                            "run the Procfile command locally (make rehearse) and read its first error")]
-        checks = [passed(f"boots and answers on $PORT in {seconds:.1f} s (limit {boot_limit_s} s)")]
+        boots = "boots from your last commit" if from_commit else "boots"
+        checks = [passed(f"{boots} and answers on $PORT in {seconds:.1f} s (limit {boot_limit_s} s)")]
         wait_for_workers(process, int(env["WEB_CONCURRENCY"]))
         checks.append(memory_check(process, int(env["WEB_CONCURRENCY"])))
         stop_seconds = seconds_to_stop(process, shutdown_limit_s)
@@ -733,6 +865,41 @@ def boot_checks(root, web_command, log_path, boot_limit_s=BOOT_LIMIT_S, shutdown
             process.wait()
 
 
+@contextlib.contextmanager
+def committed_tree(root):
+    """Yield a temporary folder holding HEAD's files (what git push sends); removed afterwards.
+
+    Without a commit (outside a git repository), yield root itself: the folder is all there is.
+    """
+    if not has_commit(root):
+        yield root
+        return
+    with tempfile.TemporaryDirectory(prefix="preflight-commit-") as folder:
+        archive = subprocess.run(["git", "-C", str(root), "archive", "HEAD"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        yield pathlib.Path(folder)
+
+
+def environment_for(root, tree):
+    """Return this process's environment with a MODEL_DIR inside root pointing at the same folder in tree."""
+    environ = dict(os.environ)
+    folder = model_dir_setting(root)
+    if folder and not pathlib.Path(folder).is_absolute():
+        environ["MODEL_DIR"] = str(tree / folder)
+    return environ
+
+
+def boot_committed_tree(root):
+    """Run the boot, memory and SIGTERM checks on a copy of the last commit with its Procfile, as a dyno does."""
+    with committed_tree(root) as tree, tempfile.TemporaryDirectory() as logs:
+        web_command = read_procfile(tree)[0].get("web")
+        if web_command is None:
+            return [failed("the Procfile of your last commit has no web process (on Heroku: H14)",
+                           'commit your Procfile: git add Procfile && git commit -m "Procfile"')]
+        return boot_checks(tree, web_command, pathlib.Path(logs) / "web.log",
+                           environ=environment_for(root, tree), from_commit=tree != root)
+
+
 # ---- putting it together --------------------------------------------------------------------
 
 def run_checks(root, static=False, report=print):
@@ -746,6 +913,7 @@ def run_checks(root, static=False, report=print):
             results.append(check)
             report(check.line())
 
+    record(check_has_commit(root))
     record(check_package_manager(files))
     record(check_other_languages(files))
     record(check_requirements(root))
@@ -760,6 +928,7 @@ def run_checks(root, static=False, report=print):
         probe = probe_web_command(root, settings, gunicorn_args, port)
         app_uri = probe.get("app_uri")
         record(check_web_imports(root, probe))
+        record(check_app_files_committed(root, files, files_the_app_loads(root, probe)))
         record(check_binds_port(probe, port))
         record(check_debug_off(root, probe, settings, gunicorn_args))
     record(check_model_dir(root, files))
@@ -767,10 +936,8 @@ def run_checks(root, static=False, report=print):
     record(check_slug_size(root, files))
     if static:
         report("- boot, memory and SIGTERM checks skipped (--static)")
-    elif web is not None and all(check.ok for check in results):
-        web_command = read_procfile(root)[0]["web"]
-        with tempfile.TemporaryDirectory() as folder:
-            record(boot_checks(root, web_command, pathlib.Path(folder) / "web.log"))
+    elif web is not None and all(check.ok or not check.blocks_boot for check in results):
+        record(boot_committed_tree(root))
     else:
         report("- boot, memory and SIGTERM checks skipped: fix the failures above first")
     return results
