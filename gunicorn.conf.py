@@ -1,13 +1,16 @@
 """How gunicorn runs final_app: on Heroku, in a local rehearsal, and in development.
 
-gunicorn reads this file because the Procfile says `--config gunicorn.conf.py`.
+gunicorn reads ./gunicorn.conf.py by itself when started in this folder (its `--config` defaults to it);
+the Procfile names it anyway with `--config gunicorn.conf.py`, so that nobody has to know that.
 It is plain Python: every top-level name below is one gunicorn setting.
 
 Production (the default):   gunicorn --config gunicorn.conf.py final_app.app:app
 Development (make serve):   GUNICORN_DEV=1 gunicorn --config gunicorn.conf.py final_app.app:app
 """
 import gc
+import json
 import os
+import re
 import socket
 
 from gunicorn.glogging import Logger
@@ -65,12 +68,12 @@ threads = 4
 # Threads inside the model. scikit-learn's compiled parts (HistGradientBoosting, nearest
 # neighbours, ...) run on OpenMP, and numpy and scipy on OpenBLAS; by default each may start one
 # thread per core for a single call. The workers and threads above already keep the cores busy,
-# one request each, so those extra threads only compete with them. On 2 cores, with these
-# settings and 8 clients sending one-row requests to lesson 08's body-mass model
-# (HistGradientBoostingRegressor), one thread per call served 490-510 requests per second,
-# against 190-290 with the default. Both libraries read OMP_NUM_THREADS once, when the app first
-# imports them, which is after this file runs; a value you set yourself wins
-# (heroku config:set OMP_NUM_THREADS=2).
+# one request each, so those extra threads only compete with them. `make bench` measures what
+# that costs, with these settings, on lesson 08's body-mass model (HistGradientBoostingRegressor):
+# one thread per call against one per core, in the section "Threads inside the model" of
+# bench/RESULTS.md (that scenario alone: make bench BENCH_ARGS=--omp-only). Both libraries read
+# OMP_NUM_THREADS once, when the app first imports them, which is after this file runs; a value
+# you set yourself wins (heroku config:set OMP_NUM_THREADS=2).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Import the app (and load the model) once in the master process, then fork the workers:
@@ -83,8 +86,10 @@ preload_app = not DEVELOPMENT
 reload = DEVELOPMENT
 
 # A worker that does not check in with the master for this many seconds is killed and replaced.
-# A gthread worker checks in even while its threads serve requests, so this catches a hung
-# process; a slow request is cut by Heroku's router after 30 s (error H12) anyway.
+# A gthread worker checks in every second from its main loop, even while its threads serve
+# requests, so this catches a hung process, never a slow request. After 30 s Heroku's router
+# answers such a request 503 (error H12) and the thread goes on computing an answer nobody reads:
+# python -m final_app.check times the largest request your model allows.
 timeout = 20
 
 # On SIGTERM (a deploy, a restart, `heroku ps:scale web=0`) workers get this long to finish the
@@ -105,20 +110,59 @@ keepalive = 100
 # give GUNICORN_CMD_ARGS a value of your own, e.g. heroku config:set GUNICORN_CMD_ARGS="--log-level info"
 # (the buildpack only fills it in when it is unset or empty). The router logs each request anyway.
 accesslog = "-"
+# logfmt: name=value pairs. Write no quotes here: each value comes quoted when it needs quotes (LogfmtAtoms).
 access_log_format = (
-    'method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s '
-    'request_id=%({x-request-id}i)s'
+    "method=%(m)s path=%(U)s status=%(s)s bytes=%(B)s duration_ms=%(M)s request_id=%({x-request-id}i)s"
 )
+
+# Most of the access line comes from the client: the method, the path (decoded: %0A is a line break)
+# and, when final_app's REQUEST_IDS is off, the X-Request-ID header as it was sent. gunicorn escapes
+# only the double quote in them (SafeAtoms in gunicorn/glogging.py), so a path with %0A in it
+# would start a line of its own, and a request id with a space in it would add fields. Heroku's
+# router replaces an odd request id, but not a path; off Heroku neither is replaced.
+# So every value is written as final_app writes its own (final_app/public.py, logfmt_value):
+# bare when plain, else in double quotes with JSON's escapes, ASCII only, and at most
+# MAX_VALUE_CHARACTERS long: six of them fit in one write to a pipe (4,096 bytes, whole even with
+# two workers writing), far under the 10,000 bytes at which Heroku's log router cuts a line.
+# (The same few lines as public.py: importing final_app here would load Flask into gunicorn's
+# master, and in development every reloaded worker would get the master's old copy of it.)
+MAX_VALUE_CHARACTERS = 600
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/+-]+")
+
+
+def logfmt_value(value, limit=MAX_VALUE_CHARACTERS):
+    """Return value as a logfmt value of at most limit characters: bare when plain, else quoted JSON text."""
+    text = "-" if value is None else value if isinstance(value, str) else str(value)
+    if len(text) <= limit and PLAIN_VALUE.fullmatch(text):
+        return text
+    quoted = json.dumps(text)  # the WSGI environ holds bytes as latin-1: byte 0xff is written \u00ff
+    while len(quoted) > limit:  # cut the text, not its escapes, and say so with "..."
+        text = text[:max(len(text) * limit // len(quoted) - 4, 0)]
+        quoted = json.dumps(text + "...")
+    return quoted
+
+
+class LogfmtAtoms(dict):
+    """gunicorn's atoms for access_log_format, each written as a logfmt value when the line asks for it."""
+
+    def __getitem__(self, name):
+        if name.startswith("{"):  # a header, a response header or an environ value: any case
+            name = name.lower()
+        return logfmt_value(self.get(name, "-"))
 
 
 class OneLinePerPrediction(Logger):
-    """gunicorn's logger, less the access line of a request final_app's prediction log has logged.
+    """gunicorn's logger with each access-line value escaped, less the line of a request final_app has logged.
 
     With PREDICTION_LOG on, final_app writes a line for each POST /predict with the request id,
     status and time, and the model version and rows too: gunicorn's line would say the same again,
     at several times the CPU of final_app's line (gunicorn's costs the 15 % above). Every other
     request, and every request with PREDICTION_LOG off, keeps gunicorn's line.
     """
+
+    # Only the atoms the format names are escaped, when it asks for them; gunicorn's SafeAtoms
+    # copied every header and environ value with its quotes escaped, for every request.
+    atoms_wrapper_class = LogfmtAtoms
 
     def access(self, resp, req, environ, request_time):
         if not environ.get("final_app.prediction_logged"):  # set by final_app/public.py

@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 
+import orjson
 from flask import has_request_context, request
 
 LOG = logging.getLogger("final_app")
@@ -24,7 +25,10 @@ KEY_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 # The longest Authorization header worth comparing: "Bearer " and the longest key.
 MAX_AUTHORIZATION_LENGTH = 7 + 256
 # An origin as a browser sends it: scheme, host and an optional port; no path, no trailing slash.
-ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+ORIGIN_PATTERN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?")
+# The hosts a page may be served from over plain http: this machine only (a page on http:// anywhere
+# else can be read and changed on its way to the browser, and so can the key it sends).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # A request id we pass on as it came, by the rule of Heroku's router (Dev Center, "HTTP Request IDs"):
 # 20 to 200 ASCII letters, digits or + / = -. The router replaces any other with a new one; so does
 # the app, so it behaves the same on your machine and on Heroku, and nothing odd reaches a log line.
@@ -62,10 +66,16 @@ def parse_origins(text):
     """Return the origins in CORS_ORIGINS (separated by commas or spaces) as a tuple; () when empty."""
     origins = tuple(part for part in re.split(r"[\s,]+", text or "") if part)
     for origin in origins:
-        if not ORIGIN_PATTERN.fullmatch(origin):
+        match = ORIGIN_PATTERN.fullmatch(origin)
+        if not match:
             raise PublicConfigError(
                 f"CORS_ORIGINS: {origin!r} is not an origin; write each as scheme://host or "
                 "scheme://host:port, with no path and no trailing slash (and no *: list the origins)")
+        scheme, host = match.group(1, 2)
+        if scheme == "http" and host.lower() not in LOCAL_HOSTS:
+            raise PublicConfigError(
+                f"CORS_ORIGINS: {origin!r} is served over plain http; list its https:// origin "
+                "(http:// is accepted only for localhost, 127.0.0.1 and [::1], pages on your own machine)")
     return origins
 
 
@@ -107,6 +117,29 @@ def options_on(settings):
 
 # --- API keys ----------------------------------------------------------------------------------
 
+class PlainHttpRefused(Exception):
+    """A request for a keyed endpoint that reached the platform over plain http: answered 403."""
+
+    message = ("this API takes requests over https only: send them to its https:// address (a key "
+               "already sent over http has crossed the network unencrypted: ask for a new one)")
+
+
+def came_over_plain_http(environ):
+    """Tell whether the proxy in front (Heroku's router) says the request reached it over plain http.
+
+    Heroku's router sets X-Forwarded-Proto to the client's scheme. gunicorn turns it into
+    wsgi.url_scheme only for a peer listed in forwarded_allow_ips ('*' on a classic dyno, from the
+    buildpack; 127.0.0.1 and ::1 by default, so not on the Fir stack), and with no header the scheme
+    is "http" too, as on your own machine. So read the header itself: no header (a request on your
+    own machine) is let through, and trusting a header that says http costs nothing, since nobody
+    gains by lying to be refused. This is a warning to an honest client, not access control.
+    """
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+    if forwarded is None or forwarded == "https":  # what the router sends for nearly every request
+        return False
+    return "http" in [part.strip().lower() for part in forwarded.split(",")]
+
+
 class KeyRefused(Exception):
     """A POST /predict without a usable key: answered 401 with a WWW-Authenticate header."""
 
@@ -127,6 +160,9 @@ def key_checker(keys):
     realm = 'Bearer realm="predict"'
 
     def check_key(environ):
+        # Over plain http the key has travelled in clear: say so before looking at it, whatever it is.
+        if came_over_plain_http(environ):
+            raise PlainHttpRefused()
         # The header straight from the WSGI environ: the same text request.headers would give.
         header = environ.get("HTTP_AUTHORIZATION")
         if header is None:
@@ -228,17 +264,84 @@ def current_request_id():
     return request.environ.get(REQUEST_ID_KEY) if has_request_context() else None
 
 
+# --- log lines a client cannot forge ------------------------------------------------------------
+#
+# Heroku (and honcho, and most log tools) start a new log line at every line break, and read a
+# line's fields as logfmt: key=value pairs separated by spaces. So every value that may hold a
+# client's text (a path, a method, a message quoting a value) is written with logfmt_value, which
+# leaves a plain value bare and puts anything else in double quotes with JSON's escapes: a line
+# break, a quote, a backslash or a space inside it cannot end the line or start a field of its own,
+# and the line holds printable ASCII only.
+
+# The longest line final_app writes, in bytes with its line break. Heroku's log router cuts lines at
+# 10,000 bytes; this is Linux's PIPE_BUF, the most one write() to a pipe puts in it whole, so the
+# lines of gunicorn's workers, which share one stdout, can never be written into each other.
+MAX_LINE_BYTES = 4096
+# Room a line keeps for what the formatter adds to a message: "INFO final_app: " and " request_id=<id>".
+LINE_OVERHEAD_BYTES = 300
+MAX_MESSAGE_BYTES = MAX_LINE_BYTES - LINE_OVERHEAD_BYTES
+# The most characters of one value of a field, and of one line of a traceback, once quoted.
+MAX_VALUE_CHARACTERS = 1000
+PLAIN_LOGFMT_VALUE = re.compile(r"[A-Za-z0-9._:/+-]+")
+# What would end a line or hide text on a terminal: C0 and C1 controls, DEL, Unicode line separators.
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def logfmt_value(value, limit=MAX_VALUE_CHARACTERS):
+    """Return value as a logfmt value of at most limit characters: bare when plain, else quoted JSON text."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if len(text) <= limit and PLAIN_LOGFMT_VALUE.fullmatch(text):
+        return text
+    quoted = json.dumps(text)  # ASCII only: every other character as a \u escape
+    while len(quoted) > limit:  # cut the text, not its escapes, and say so with "..."
+        text = text[:max(len(text) * limit // len(quoted) - 4, 0)]
+        quoted = json.dumps(text + "...")
+    return quoted
+
+
+def request_fields(status, message):
+    """Return the logfmt fields that say which request got which answer: method, path, status, message."""
+    return (f"method={logfmt_value(request.method, 40)} path={logfmt_value(request.path, 400)} "
+            f"status={status} message={logfmt_value(message)}")
+
+
+def escape_line_breaks(text):
+    """Return text with each line break or control character written as its JSON escape (\\n, \\u001b)."""
+    return LINE_BREAKING.sub(lambda found: json.dumps(found.group())[1:-1], text)
+
+
 class RequestIdFormatter(logging.Formatter):
-    """A formatter that ends each line about a request with request_id=<its id>.
+    """final_app's formatter: one line per message, a line per traceback line, each ending with the request id.
 
     Its format may use only %(levelname)s, %(name)s and %(message)s, as final_app's LOG_FORMAT does,
     so that info_line can write a line without a LogRecord.
     """
 
     def format(self, record):
-        line = super().format(record)
+        """Return the record's message on one line, then each line of its traceback as a logfmt line."""
         request_id = current_request_id()
-        return line if request_id is None else f"{line} request_id={request_id}"
+        ending = "" if request_id is None else f" request_id={request_id}"
+        record.message = record.getMessage()
+        if LINE_BREAKING.search(record.message):  # a message is one line, whatever it holds,
+            record.message = escape_line_breaks(record.message)
+        if len(record.message) > MAX_MESSAGE_BYTES:  # and fits in one (final_app's are ASCII)
+            record.message = record.message[:MAX_MESSAGE_BYTES - 3] + "..."
+        lines = [self.formatMessage(record) + ending]
+        # A traceback can quote a client (an exception's message), so none of its lines is written
+        # as it is: each becomes a line of its own, its text quoted. The record stays one record,
+        # written at once, and every line of it carries the request id to find them together.
+        for line in self.traceback_lines(record):
+            lines.append(f"{record.levelname} {record.name}: traceback line={logfmt_value(line)}{ending}")
+        return "\n".join(lines)
+
+    def traceback_lines(self, record):
+        """Return the lines of the record's traceback and stack, as logging.Formatter would write them."""
+        text = ""
+        if record.exc_info:
+            text = self.formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + self.formatStack(record.stack_info)
+        return text.splitlines()
 
     def info_line(self, logger_name, message, request_id):
         """Return the line format() writes for an INFO record of logger_name with this message."""
@@ -246,14 +349,14 @@ class RequestIdFormatter(logging.Formatter):
         return f"{self._fmt % fields} request_id={request_id}"
 
 
-def log_info(logger, message, request_id):
-    """Log message at INFO with its request id: the line logger.info(message) writes, made cheaply.
+def log_info(logger, messages, request_id):
+    """Log each of messages at INFO with its request id: the lines logger.info writes, made cheaply.
 
     logger.info builds a LogRecord (the time, the thread, the process, the calling line), runs
     the formatter and takes locks for every line: about 8 µs, next to the 0.1 ms Flask spends on a
-    one-row prediction. A handler with final_app's formatter gets the finished line instead, in one write and
-    a flush under the handler's lock, as StreamHandler.emit writes a record; any other handler gets
-    a record as usual. Return whether the line was logged (not when the level is above INFO).
+    one-row prediction. A handler with final_app's formatter gets each finished line instead, in one
+    write and a flush under the handler's lock, as StreamHandler.emit writes a record; any other
+    handler gets a record as usual. Return whether the lines were logged (not when the level is above INFO).
     """
     if not logger.isEnabledFor(logging.INFO):
         return False
@@ -261,33 +364,76 @@ def log_info(logger, message, request_id):
         formatter = handler.formatter
         if (isinstance(formatter, RequestIdFormatter) and isinstance(handler, logging.StreamHandler)
                 and handler.level <= logging.INFO and not handler.filters):
-            line = formatter.info_line(logger.name, message, request_id) + handler.terminator
-            with handler.lock:
-                handler.stream.write(line)
-                handler.stream.flush()
+            for message in messages:  # a write per line: each reaches the pipe whole (MAX_LINE_BYTES)
+                line = formatter.info_line(logger.name, message, request_id) + handler.terminator
+                with handler.lock:
+                    handler.stream.write(line)
+                    handler.stream.flush()
         else:
-            handler.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None))
+            for message in messages:
+                handler.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None))
     return True
 
 
-SIMPLE_LOGFMT_VALUE = re.compile(r"[A-Za-z0-9._:/+-]+")
+def prediction_message(model_version, rows, status, seconds):
+    """Return the prediction log's message, in logfmt: the model version, the rows, the status, the time."""
+    # Plain formatting, not a loop over fields: this runs on every prediction. No value here comes
+    # from the client: the model's own version, numbers, and a status.
+    return f"prediction model_version={model_version} rows={rows} status={status} duration_ms={seconds * 1000:.2f}"
 
 
-def logfmt_value(value):
-    """Return value as a logfmt value: bare when it is simple, else quoted JSON text."""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if SIMPLE_LOGFMT_VALUE.fullmatch(text):
-        return text
-    return json.dumps(text)
+def escaped_json(value):
+    """Return value as compact JSON text, escaped to go between the double quotes of a logfmt value."""
+    # orjson writes the numbers as the response does (5e-7), at a fifth of json's time per row.
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer over 64 bits, which json's parser lets through
+        text = json.dumps(value, separators=(",", ":"))
+    return json.dumps(text)[1:-1]
 
 
-def prediction_message(model_version, rows, status, seconds, data=None):
-    """Return the prediction log's message: logfmt, with the rows and predictions when data is (rows, predictions)."""
-    # Plain formatting, not a loop over fields: this runs on every prediction.
-    message = f"prediction model_version={model_version} rows={rows} status={status} duration_ms={seconds * 1000:.2f}"
-    if data is not None:
-        message += f" instances={logfmt_value(data[0])} predictions={logfmt_value(data[1])}"
-    return message
+def messages_with_data(message, instances, predictions):
+    """Return the prediction log's messages with the rows and predictions: one, or parts that each fit a line.
+
+    A large request does not fit in a line (10,000 rows of iris hold 1.6 MB as logged): Heroku's
+    log router would cut it into pieces at 10,000 bytes, the request id in the last one. So the
+    rows are split into parts of whole rows, each a line of its own (part=2/5 part_rows=58-115)
+    with the model version, the status and the request id, and its rows and predictions as JSON
+    arrays: every line can be read alone, and the parts together hold every row. Splitting keeps
+    what PREDICTION_LOG=with-data is for, a record of what the model was asked; a summary would
+    not. A single row too long for a line is logged as instances=too-long predictions=too-long.
+    """
+    escaped = [(escaped_json(row), escaped_json(prediction)) for row, prediction in zip(instances, predictions)]
+    whole = message + data_fields(escaped)
+    if len(whole) <= MAX_MESSAGE_BYTES:
+        return [whole]
+    room = MAX_MESSAGE_BYTES - len(message) - len(" part=99999/99999 part_rows=9999999-9999999")
+    parts = split_rows(escaped, room)
+    return [f"{message} part={number}/{len(parts)} part_rows={first}-{end - 1}{data_fields(escaped[first:end], room)}"
+            for number, (first, end) in enumerate(parts, start=1)]
+
+
+def data_fields(escaped, room=None):
+    """Return ' instances="[...]" predictions="[...]"' for these escaped rows, or too-long if longer than room."""
+    fields = (f' instances="[{",".join(row for row, _ in escaped)}]"'
+              f' predictions="[{",".join(prediction for _, prediction in escaped)}]"')
+    if room is not None and len(fields) > room:
+        return " instances=too-long predictions=too-long"
+    return fields
+
+
+def split_rows(escaped, room):
+    """Return (first, end) ranges of the rows, in order, whose data_fields fit in room (each at least one row)."""
+    empty = len(data_fields([]))
+    parts, first, size = [], 0, empty
+    for index, (row, prediction) in enumerate(escaped):
+        row_size = len(row) + len(prediction) + 2  # and a comma after each
+        if index > first and size + row_size > room:
+            parts.append((first, index))
+            first, size = index, empty
+        size += row_size
+    parts.append((first, len(escaped)))
+    return parts
 
 
 class PublicOptions:
@@ -332,8 +478,11 @@ class PublicOptions:
         body = self.wsgi_app(environ, start)  # Flask has called start() and built the body by now
         if logged and statuses:
             message = prediction_message(self.model_version, environ.get(ROWS_KEY, "-"), statuses[-1].split(" ", 1)[0],
-                                         time.perf_counter() - started,
-                                         environ.get(DATA_KEY, ("-", "-")) if self.with_data else None)
-            if log_info(self.logger, message, request_id):
+                                         time.perf_counter() - started)
+            messages = [message]
+            if self.with_data:
+                data = environ.get(DATA_KEY)
+                messages = [f"{message} instances=- predictions=-"] if data is None else messages_with_data(message, *data)
+            if log_info(self.logger, messages, request_id):
                 environ[PREDICTION_LOGGED_KEY] = True
         return body

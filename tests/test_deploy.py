@@ -1,6 +1,7 @@
 """The repository root as Heroku runs it: the Procfile's web process, shutdown, crashes, the build check."""
 import json
 import os
+import pathlib
 import shlex
 import shutil
 import signal
@@ -105,7 +106,7 @@ def test_procfile_web_process_under_honcho_serves_predictions(tmp_path):
         assert response.json()["model_version"] == health.json()["model_version"]
         wait_for(lambda: any("final_app: ready: model" in line for line in output), 10, "the app's ready line")
         # The buildpack's GUNICORN_CMD_ARGS turns on gunicorn's line per request, in our format.
-        wait_for(lambda: any('method=POST path="/predict" status=200' in line and "request_id=rehearsal-42" in line
+        wait_for(lambda: any('method=POST path=/predict status=200' in line and "request_id=rehearsal-42" in line
                              for line in output), 10, "gunicorn's access line for the POST")
     assert any(line.startswith(tuple("0123456789")) and "web.1" in line for line in output)
 
@@ -257,3 +258,41 @@ def test_dot_env_is_for_local_runs_on_the_readme_port():
     assert "WEB_CONCURRENCY" not in settings  # the dyno's own value, from tools/dyno.py, as on Heroku
     assert "-m tools.dyno --loopback-port $(REHEARSE_PORT) $(BIN)/honcho start --env .env web" in \
         (ROOT / "Makefile").read_text()
+
+
+SLOW_APP = '''
+import time
+
+def app(environ, start_response):
+    time.sleep(float(environ["QUERY_STRING"] or 0))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+'''
+
+
+def test_gunicorns_timeout_ends_a_slow_request_under_sync_but_not_under_gthread(tmp_path):
+    # gunicorn's master kills a worker that has not checked in for `timeout` seconds. A sync worker
+    # serves one request at a time and checks in between requests; a gthread worker (ours) checks
+    # in every second from its main loop while its threads serve, so a slow request runs to its end.
+    (tmp_path / "slow.py").write_text(SLOW_APP)
+    (tmp_path / "empty.conf.py").write_text("")
+    gunicorn = str(pathlib.Path(sys.executable).parent / "gunicorn")
+    answers = {}
+
+    def serve(worker_class):
+        command = [gunicorn, "--config", "empty.conf.py", "--worker-class", worker_class, "--timeout", "1",
+                   "--bind", "127.0.0.1:{port}", "slow:app"]
+        with running(command, cwd=tmp_path, env={"GUNICORN_CMD_ARGS": ""}) as (base_url, server):
+            try:
+                answers[worker_class] = requests.get(base_url + "/?2.5", timeout=10).status_code
+            except requests.ConnectionError:
+                answers[worker_class] = "connection closed"
+        answers[worker_class + " log"] = server.stdout.read()  # all of it, now that it has stopped
+
+    threads = [threading.Thread(target=serve, args=(name,)) for name in ("sync", "gthread")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers["gthread"] == 200 and "WORKER TIMEOUT" not in answers["gthread log"]
+    assert answers["sync"] != 200 and "WORKER TIMEOUT" in answers["sync log"]

@@ -1,5 +1,10 @@
 """gunicorn.conf.py, read by gunicorn itself: production settings within Heroku's limits, and development mode."""
+import datetime
+import io
+import logging
 import os
+import re
+import runpy
 import subprocess
 import sys
 import threading
@@ -12,7 +17,9 @@ import requests
 from gunicorn.app.wsgiapp import WSGIApplication
 
 from conftest import GUNICORN, ROOT, usable_cores
+from final_app import public
 from lesson_helpers import running
+from test_log_lines import parse_line
 from tools import preflight
 
 HEROKU_ROUTER_TIMEOUT_S = 30  # a request still running after 30 s gets H12
@@ -99,6 +106,62 @@ def test_logs_go_to_the_standard_streams(monkeypatch):
     assert "request_id=%({x-request-id}i)s" in settings.access_log_format
     assert settings.loglevel == "info"
     assert gunicorn_settings(monkeypatch, PORT="43210", LOG_LEVEL="WARNING").loglevel == "warning"
+
+
+# --- the access line: every value escaped, so no request can forge or split a line ---------------
+
+class Sent:
+    """What gunicorn's worker hands the logger about a response: its status, length and headers."""
+
+    status, sent, headers = "404 NOT FOUND", 120, [("Content-Type", "application/json")]
+
+
+def access_line(monkeypatch, path, request_id, method="GET"):
+    """Return the access line gunicorn.conf.py's logger writes for a request with this path and X-Request-ID."""
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    logger = settings.logger_class(settings)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(logger.access_fmt))  # as gunicorn's own handler writes it
+    monkeypatch.setattr(logger.access_log, "handlers", [handler])
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "RAW_URI": path,
+               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.1.2.3", "HTTP_X_REQUEST_ID": request_id}
+    logger.access(Sent, [("X-REQUEST-ID", request_id)], environ, datetime.timedelta(microseconds=1500))
+    return stream.getvalue()
+
+
+HOSTILE_ACCESS = {
+    "a line break and fields in the path": ('/x\nmethod=POST path="/predict" status=200', "plain-request-id-0001"),
+    "a request id that adds fields": ("/health", "abcdefghijklmnopqrstu status=500 forged=id"),
+    "backslash, quote, DEL, NEL, bytes that are not UTF-8": ('/a\\b"c\x7f\x85\xff', 'id\\"\x85\r'),
+}
+
+
+@pytest.mark.parametrize("path, request_id", HOSTILE_ACCESS.values(), ids=HOSTILE_ACCESS.keys())
+def test_the_access_line_escapes_what_the_client_sent(monkeypatch, path, request_id):
+    line = access_line(monkeypatch, path, request_id)
+    assert line.endswith("\n") and line[:-1].isascii() and line[:-1].isprintable()  # one line, plain ASCII
+    kind, _, fields = parse_line(line[:-1])
+    assert (kind, fields["path"], fields["request_id"], fields["status"]) == ("access", path, request_id, "404")
+
+
+def test_a_huge_path_or_header_keeps_the_access_line_within_a_pipe_write(monkeypatch):
+    line = access_line(monkeypatch, "/" + "\x85" * 8000, "\xff" * 8000, method="X" * 4000)
+    assert len(line.encode()) <= public.MAX_LINE_BYTES
+    fields = parse_line(line[:-1])[2]
+    assert fields["path"].endswith("...") and fields["request_id"].endswith("...")
+
+
+def test_the_access_format_adds_no_quotes_of_its_own(monkeypatch):
+    # Each value comes quoted when it must be: quotes in the format would double them.
+    assert '"' not in gunicorn_settings(monkeypatch, PORT="43210").access_log_format
+
+
+@pytest.mark.parametrize("text", ["/health", "", "-", "a b", 'q"uote', "back\\slash", "line\nbreak", "\x00\x1f\x7f\x85",
+                                  "caf\xe9", "\u2028", "\U0001F600", "x" * 700, "\U0001F600" * 300, "k=v"])
+def test_the_config_and_final_app_write_a_value_alike(text):
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["logfmt_value"](text, 600) == public.logfmt_value(text, 600)
 
 
 def test_access_log_is_on_everywhere_as_on_a_dyno(monkeypatch):
@@ -246,3 +309,13 @@ def test_the_workers_alone_would_overstate_what_preload_saves(memory):
     total_plain, workers_plain, _ = memory["no preload"]
     # With preload the master holds the model too: measured on 2 cores, about 3.0 against 1.6.
     assert workers_plain / workers_preload > 1.2 * (total_plain / total_preload), memory
+
+
+def test_gunicorn_reads_this_file_from_its_folder_even_without_config():
+    # gunicorn's --config defaults to ./gunicorn.conf.py: the Procfile names it only to be plain.
+    result = subprocess.run([GUNICORN, "--print-config", "final_app.app:app"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, GUNICORN_CMD_ARGS=""))
+    assert result.returncode == 0, result.stderr
+    settings = dict(re.findall(r"^(\w+) +=[ ]?(.*)$", result.stdout, re.MULTILINE))
+    assert (settings["config"], settings["preload_app"], settings["worker_class"]) == \
+        ("./gunicorn.conf.py", "True", "gthread")

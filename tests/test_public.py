@@ -183,9 +183,19 @@ def test_every_key_is_compared_every_time(monkeypatch):
     assert compared == [32] * 9
 
 
-@pytest.mark.parametrize("path", ["/health", "/model", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/health", "/openapi.json"])
 def test_the_other_endpoints_stay_open(keyed, path):
     assert keyed.get(path).status_code == 200
+
+
+def test_the_models_metadata_needs_a_key_too(keyed, trained):
+    # It tells about the training data: each feature's range and every category value seen.
+    message = assert_json_error(keyed.get("/model"), 401)
+    assert message == "this API needs a key: send the header Authorization: Bearer <key>"
+    assert_json_error(keyed.get("/model", headers=bearer(WRONG_KEY)), 401)
+    response = keyed.get("/model", headers=bearer(OTHER_KEY))
+    assert response.status_code == 200
+    assert response.get_json() == trained[1]
 
 
 def test_with_keys_set_the_page_has_no_form_and_says_why(keyed):
@@ -323,11 +333,12 @@ def test_every_log_line_about_a_request_carries_its_id(monkeypatch, with_ids, lo
     monkeypatch.setattr(app.extensions["final_app.predictor"], "predict", lambda X: 1 / 0)
     assert predict(with_ids, {"X-Request-ID": "id-of-a-failing-one-1"}).status_code == 500
     lines = logged.getvalue().splitlines()
-    assert lines[0].startswith("INFO final_app: rejected POST /predict with 400: ")
+    assert lines[0].startswith("INFO final_app: rejected method=POST path=/predict status=400 message=")
     assert lines[0].endswith(" request_id=id-of-a-bad-request-1")
-    assert lines[1].startswith("ERROR final_app: unexpected ZeroDivisionError on POST /predict")
-    assert lines[1].endswith(" request_id=id-of-a-failing-one-1")
-    assert len(lines) == 2
+    assert lines[1].startswith("ERROR final_app: unexpected method=POST path=/predict status=500 ")
+    # The error's line, then a line per line of its traceback: every one with the request's id.
+    assert all(line.endswith(" request_id=id-of-a-failing-one-1") for line in lines[1:])
+    assert all(line.startswith("ERROR final_app: traceback line=") for line in lines[2:]) and len(lines) > 3
 
 
 # --- the prediction log -------------------------------------------------------------------------
@@ -371,7 +382,8 @@ def test_the_document_shows_the_key_and_the_request_id_only_when_on(monkeypatch)
     document = client_with(monkeypatch, API_KEYS=KEY, REQUEST_IDS="on").get("/openapi.json").get_json()
     schemathesis.openapi.from_dict(document).validate()
     operation = document["paths"]["/predict"]["post"]
-    assert operation["security"] == [{"apiKey": []}]
+    assert operation["security"] == document["paths"]["/model"]["get"]["security"] == [{"apiKey": []}]
+    assert "security" not in document["paths"]["/health"]["get"]
     assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
     for responses in [op["responses"] for ops in document["paths"].values() for op in ops.values()]:
@@ -407,8 +419,9 @@ def test_under_the_procfiles_config_a_logged_prediction_gets_one_line_not_two():
                              headers={**bearer(KEY), "X-Request-ID": ids["good"]}, timeout=10)
         refused = requests.post(base_url + "/predict", json={"instances": [GOOD_ROW]},
                                 headers={"X-Request-ID": ids["refused"]}, timeout=10)
-        model = requests.get(base_url + "/model", headers={"X-Request-ID": "one-line-per-prediction-get"}, timeout=10)
-    assert (good.status_code, refused.status_code, model.status_code) == (200, 401, 200)
+        health = requests.get(base_url + "/health", headers={"X-Request-ID": "one-line-per-prediction-get"},
+                              timeout=10)
+    assert (good.status_code, refused.status_code, health.status_code) == (200, 401, 200)
     lines = server.stdout.read().splitlines()
     access = [line for line in lines if line.startswith("method=")]
     # Each POST /predict: the prediction log's line only, with its status and request id ...
@@ -416,9 +429,9 @@ def test_under_the_procfiles_config_a_logged_prediction_gets_one_line_not_two():
         [line] = [line for line in lines if " prediction " in line and line.endswith(f"request_id={ids[name]}")]
         assert f" status={status} " in line
         assert not any(ids[name] in line for line in access)
-    assert not any('path="/predict"' in line for line in access)
+    assert not any("path=/predict " in line for line in access)
     # ... and every other request still gets gunicorn's access line.
-    assert any(line.startswith('method=GET path="/model" status=200 ') and
+    assert any(line.startswith("method=GET path=/health status=200 ") and
                line.endswith("request_id=one-line-per-prediction-get") for line in access)
 
 
@@ -538,3 +551,70 @@ def test_under_gunicorn_two_workers_write_every_prediction_line_whole(tmp_path):
     lines = [line for line in server.stdout.read().splitlines() if "prediction " in line]
     assert statuses == [200] * len(ids)
     assert sorted(LINE.fullmatch(line).group(6) for line in lines) == ids
+
+
+# --- keys over plain http, and origins served over plain http ------------------------------------
+
+# What Heroku's router says in X-Forwarded-Proto about a request that reached it over http.
+OVER_HTTP = {"http": "http", "upper case": "HTTP", "http on one of two hops": "https, http"}
+
+
+@pytest.mark.parametrize("forwarded", OVER_HTTP.values(), ids=OVER_HTTP.keys())
+@pytest.mark.parametrize("authorization", [f"Bearer {KEY}", f"Bearer {WRONG_KEY}", None], ids=["key", "wrong key", "none"])
+def test_with_keys_a_request_that_came_over_http_is_403_before_its_key_is_checked(keyed, forwarded, authorization):
+    headers = {"X-Forwarded-Proto": forwarded, **({"Authorization": authorization} if authorization else {})}
+    for response in (predict(keyed, headers), keyed.get("/model", headers=headers)):
+        message = assert_json_error(response, 403)
+        assert "WWW-Authenticate" not in response.headers
+        assert message.startswith("this API takes requests over https only: send them to its https:// address")
+
+
+@pytest.mark.parametrize("headers", [{"X-Forwarded-Proto": "https"}, {}], ids=["over https", "no proxy (your machine)"])
+def test_with_keys_https_and_a_request_with_no_proxy_in_front_are_answered(keyed, headers):
+    assert predict(keyed, {**headers, **bearer(KEY)}).status_code == 200
+
+
+def test_over_http_the_open_endpoints_stay_open_and_without_keys_nothing_changes(monkeypatch, keyed):
+    assert keyed.get("/health", headers={"X-Forwarded-Proto": "http"}).status_code == 200
+    assert predict(client_with(monkeypatch), {"X-Forwarded-Proto": "http"}).status_code == 200
+
+
+def test_the_refusal_over_http_is_logged_without_the_key(keyed, logged):
+    predict(keyed, {"X-Forwarded-Proto": "http", **bearer(KEY)})
+    [line] = [line for line in logged.getvalue().splitlines() if " refused " in line]
+    assert line.startswith("INFO final_app: refused method=POST path=/predict status=403 message=\"this API takes")
+    assert KEY not in logged.getvalue()
+
+
+def test_under_the_procfiles_command_on_a_dyno_keys_over_http_are_refused():
+    from tools.dyno import dyno_environment
+
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
+    # A classic dyno: FORWARDED_ALLOW_IPS='*', so gunicorn reads the router's X-Forwarded-Proto too.
+    env = dyno_environment({"API_KEYS": KEY, "MODEL_DIR": "", "WEB_CONCURRENCY": "1"})
+    with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, _server):
+        def status(**headers):
+            return requests.post(base_url + "/predict", json={"instances": [GOOD_ROW]}, timeout=10,
+                                 headers={**bearer(KEY), **headers}).status_code
+
+        statuses = [status(**{"X-Forwarded-Proto": "http"}), status(**{"X-Forwarded-Proto": "https"}), status()]
+    assert statuses == [403, 200, 200]
+
+
+LOCAL_ORIGINS = ["http://localhost:3000", "http://127.0.0.1", "http://[::1]:8080", "http://LOCALHOST:5000",
+                 "https://example.org", "https://[2001:db8::1]:8443"]
+PLAIN_HTTP_ORIGINS = ["http://example.org", "http://192.168.1.10:8080", "http://localhost.evil.example",
+                      "http://127.0.0.1.nip.io", "http://[2001:db8::1]"]
+
+
+@pytest.mark.parametrize("origin", LOCAL_ORIGINS)
+def test_cors_takes_https_origins_and_http_on_this_machine_only(origin):
+    assert settings_from_env({"CORS_ORIGINS": f"https://front.example {origin}"})["CORS_ORIGINS"] == (
+        "https://front.example", origin)
+
+
+@pytest.mark.parametrize("origin", PLAIN_HTTP_ORIGINS)
+def test_a_plain_http_origin_elsewhere_is_refused_at_start_up_by_name(origin):
+    with pytest.raises(ConfigError) as caught:
+        settings_from_env({"CORS_ORIGINS": f"https://front.example,{origin}"})
+    assert str(caught.value).startswith(f"CORS_ORIGINS: {origin!r} is served over plain http; list its https:// origin")
