@@ -22,8 +22,8 @@ from final_app.artifact import ModelError, load_model_and_metadata
 from final_app.linear import fast_predict, rows_within_bounds
 from final_app import public
 from final_app.openapi import build_openapi, probability_keys
-from final_app.validation import (InstanceValidator, RequestError, feature_label, form_choices, model_input,
-                                  parse_form, parse_json)
+from final_app.form import feature_label, form_choices, form_fields, json_text, parse_form, suggestions
+from final_app.validation import InstanceValidator, RequestError, model_input
 
 LOG = logging.getLogger("final_app")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the platform's log router adds the time
@@ -185,11 +185,13 @@ def is_page_path(path):
 
 def http_error_message(error, app):
     """Return a message a person can act on for a werkzeug HTTP error."""
+    # A path may be thousands of characters long: the message shows its start only.
+    path = request.path if len(request.path) <= 100 else request.path[:97] + "..."
     if error.code == 404:
-        return f"no such path {request.path}: the API's paths are listed in /openapi.json"
+        return f"no such path {path}: the API's paths are listed in /openapi.json"
     if error.code == 405:
         allowed = ", ".join(sorted(error.valid_methods or []))
-        return f"{request.method} is not allowed on {request.path}; use {allowed}"
+        return f"{request.method[:20]} is not allowed on {path}; use {allowed}"
     if error.code == 413:
         return (f"the request body is over the limit of {app.config['MAX_CONTENT_LENGTH']} bytes: "
                 "split the rows into smaller requests")
@@ -217,22 +219,33 @@ def where(error):
 
 
 def register_error_handlers(app):
-    """Make every error on the API JSON, and never show a traceback anywhere."""
+    """Make every error on the API JSON, never show a traceback to a client, and log each in logfmt.
+
+    A log line quotes what a client sent (the method, the path, a message naming a value) with
+    public.request_fields, so no request can start a line or add a field of its own.
+    """
 
     @app.errorhandler(RequestError)
     def request_error(error):
-        LOG.info("rejected %s %s with %s: %s", request.method, request.path, error.status, error.message)
+        LOG.info("rejected %s", public.request_fields(error.status, error.message))
         return error_response(app, error.message, error.status)
 
     @app.errorhandler(public.KeyRefused)
     def key_refused(error):
         # The message says what was wrong; the key itself is never logged.
-        LOG.info("refused %s %s with 401: %s", request.method, request.path, error.message)
+        LOG.info("refused %s", public.request_fields(401, error.message))
         return error_response(app, error.message, 401, {"WWW-Authenticate": error.challenge})
+
+    @app.errorhandler(public.PlainHttpRefused)
+    def plain_http_refused(error):
+        # 403, not 401: no key would help, and not 400: the request is well formed. The same request
+        # sent to the https:// address is answered.
+        LOG.info("refused %s", public.request_fields(403, error.message))
+        return error_response(app, error.message, 403)
 
     @app.errorhandler(public.PreflightRefused)
     def preflight_refused(error):
-        LOG.info("refused CORS preflight for %s with 403: %s", request.path, error.message)
+        LOG.info("refused %s", public.request_fields(403, error.message))
         return error_response(app, error.message, 403)
 
     @app.errorhandler(HTTPException)
@@ -244,8 +257,10 @@ def register_error_handlers(app):
 
     @app.errorhandler(Exception)
     def unexpected_error(error):
-        LOG.error("unexpected %s on %s %s at %s: %s", type(error).__name__, request.method, request.path,
-                  where(error), str(error).replace("\n", " ")[:500])
+        # The whole traceback, from the view down to the line that raised, in one record: final_app's
+        # formatter writes each of its lines as a quoted line of its own (public.RequestIdFormatter).
+        LOG.error("unexpected %s error=%s at=%s", public.request_fields(500, str(error)),
+                  public.logfmt_value(type(error).__name__), public.logfmt_value(where(error)), exc_info=error)
         message = "unexpected error in the server; it has been logged"
         if is_page_path(request.path):
             return app.response_class(message, status=500, mimetype="text/plain")
@@ -271,7 +286,7 @@ def register_api(app, predictor, metadata, validator, openapi):
         if not request.is_json:
             raise RequestError("send the body as JSON with the header Content-Type: application/json",
                                status=415)
-        payload = parse_json(read_body(app.config["MAX_BODY_BYTES"]), validator.example)
+        payload = validator.parse(read_body(app.config["MAX_BODY_BYTES"]))
         X = validator.model_input(payload)
         predictions = predictor.predict(X)
         if log_predictions:  # for the prediction log (public.PublicOptions)
@@ -290,6 +305,10 @@ def register_api(app, predictor, metadata, validator, openapi):
 
     @app.get("/model")
     def model():
+        # The metadata tells about the training data (ranges, every category value): with keys
+        # set, only a caller with a key may read it.
+        if check_key is not None:
+            check_key(request.environ)
         return app.response_class(metadata_body, mimetype="application/json")
 
     @app.get("/openapi.json")
@@ -300,11 +319,12 @@ def register_api(app, predictor, metadata, validator, openapi):
 def register_page(app, predictor, metadata):
     """Add the HTML form at / (GET shows it, POST predicts one row)."""
     features = metadata["features"]
+    fields = form_fields(features)
 
     def page(status=200, values=None, errors=None, result=None):
-        html = render_template("index.html", metadata=metadata, features=features, label=feature_label,
-                               choices=form_choices, values=values or {}, errors=errors or {},
-                               result=result)
+        html = render_template("index.html", metadata=metadata, fields=fields, label=feature_label,
+                               choices=form_choices, suggestions=suggestions, json_text=json_text,
+                               values=values or {}, errors=errors or {}, result=result)
         return html, status
 
     if app.config["API_KEYS"]:
@@ -400,8 +420,10 @@ def create_app_or_exit():
     except (ModelError, ConfigError) as error:
         configure_logging("INFO")
         LOG.critical("refusing to start: %s", error)
-        # Exit status 4 is what gunicorn treats as "App failed to load": it stops, rather than
-        # restarting workers that would fail the same way. No traceback: the line above says it all.
+        # Exit status 4 stops gunicorn rather than a loop of workers failing the same way. Under
+        # the Procfile (preload_app) gunicorn's master loads the app and exits with this status at
+        # once; without preload a worker does, and gunicorn stops saying "App failed to load".
+        # No traceback: the line above says it all.
         raise SystemExit(4) from None
 
 

@@ -2,23 +2,53 @@
 
 Exits 0 and prints one line when the model is usable; prints the reason and exits 1 when it is not.
 Heroku's build runs this (bin/post_compile), so a broken or mismatched model fails the build
-instead of the app. The row it predicts is the example saved in the metadata (a training row).
+instead of the app. The row it predicts is the example saved in the metadata. It also times the
+largest request the app accepts (MAX_BATCH_ROWS copies of that row, read, checked and predicted)
+and warns when that takes over a third of the 30 s Heroku's router gives a request.
 """
+import json
 import os
 import sys
+import time
 
-from final_app.artifact import ModelError, load_model_and_metadata
+from final_app.artifact import ModelError, load_model_and_metadata, predictions_of
 from final_app.validation import InstanceValidator, RequestError
+
+# Heroku's router answers 503 (error H12) to a request with no response after 30 s; the dyno is not
+# told, and goes on computing the answer nobody will read.
+ROUTER_LIMIT_S = 30
+DEFAULT_MAX_BATCH_ROWS = 10_000  # final_app.app's default for MAX_BATCH_ROWS
+
+
+def seconds_for_largest_request(model, metadata, max_rows):
+    """Return how long the app's work takes for a request of max_rows copies of the example row."""
+    validator = InstanceValidator(metadata, max_rows)
+    body = json.dumps({"instances": [metadata["example"]] * max_rows}).encode()
+    start = time.perf_counter()
+    predictions_of(model, validator.model_input(validator.parse(body)), metadata["task"])
+    return time.perf_counter() - start
+
+
+def timing_note(seconds, max_rows):
+    """Return the words about the largest request's time, with a warning past a third of the limit."""
+    note = f"a request of {max_rows} rows took {seconds:.1f} s (limit {ROUTER_LIMIT_S} s)"
+    if seconds > ROUTER_LIMIT_S / 3:
+        fits = max(1, int(max_rows * ROUTER_LIMIT_S / 3 / seconds))
+        note += (f"; warning: over a third of Heroku's limit, so a slower or busier dyno may not answer "
+                 f"in time: set MAX_BATCH_ROWS to {fits} or fewer")
+    return note
 
 
 def main(model_dir=None):
     """Load and verify the model, predict the metadata's example row, print one line; return the exit status."""
     model_dir = model_dir or os.environ.get("MODEL_DIR") or None  # the folder the app would load
+    max_rows = int(os.environ.get("MAX_BATCH_ROWS") or DEFAULT_MAX_BATCH_ROWS)
     try:
         model, metadata = load_model_and_metadata(model_dir)
         example = metadata["example"]
         X = InstanceValidator(metadata, max_rows=1).model_input({"instances": [example]})
         answer = model.predict(X)[0]
+        seconds = seconds_for_largest_request(model, metadata, max_rows)
     except (ModelError, RequestError) as error:
         print(error.message if isinstance(error, RequestError) else error)
         return 1
@@ -26,7 +56,8 @@ def main(model_dir=None):
         print(f"the model failed to predict its example row: {type(error).__name__}: {error}")
         return 1
     answer = answer.item() if hasattr(answer, "item") else answer
-    print(f"model {metadata['model_version']} OK: sha256 and versions match, {example} -> {answer}")
+    print(f"model {metadata['model_version']} OK: sha256 and versions match, {example} -> {answer}; "
+          f"{timing_note(seconds, max_rows)}")
     return 0
 
 

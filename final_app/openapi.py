@@ -20,17 +20,36 @@ def json_response(description, schema_name):
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
 
 
+# A date and time without a UTC offset (JSON Schema's "date-time" format requires one).
+LOCAL_DATE_TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$"
+
+
 def value_schema(feature):
     """Return the JSON schema of one feature's value: its type, range or allowed values, null or not."""
     kind, nullable = feature["type"], feature.get("nullable", False)
     if kind == "category":
         schema = {"enum": feature["values"] + ([None] if nullable else [])}
+    elif kind in ("text", "date", "datetime"):
+        schema = {"type": ["string", "null"] if nullable else "string"}
+        if kind == "text":
+            schema["maxLength"] = feature["max_length"]
+        elif kind == "date":
+            schema["format"] = "date"
+        elif feature.get("timezone"):
+            schema["format"] = "date-time"
+        else:
+            schema["pattern"] = LOCAL_DATE_TIME
     else:
         schema = {"type": [kind, "null"] if nullable else kind}
         if kind in ("number", "integer"):
             schema.update(minimum=feature["min"], maximum=feature["max"])
     unit = f" in {feature['unit']}" if feature.get("unit") else ""
-    schema["description"] = feature["name"] + unit + ("; null when not known" if nullable else "")
+    between = f", from {feature['min']} to {feature['max']}" if kind in ("date", "datetime") else ""
+    zone = ""
+    if kind == "datetime":
+        zone = f" (with a UTC offset; the model reads it in {feature['timezone']})" if feature.get("timezone") \
+            else " (local time, without a UTC offset)"
+    schema["description"] = feature["name"] + unit + zone + between + ("; null when not known" if nullable else "")
     return schema
 
 
@@ -122,11 +141,17 @@ def schemas(metadata, max_rows):
                 "features": {"type": "array", "items": {
                     "type": "object", "required": ["name", "type", "nullable"],
                     "properties": {"name": {"type": "string"},
-                                   "type": {"enum": ["number", "integer", "boolean", "category"]},
+                                   "type": {"enum": ["number", "integer", "boolean", "category", "text",
+                                                     "date", "datetime"]},
                                    "nullable": {"type": "boolean"},
                                    "unit": {"type": "string"},
-                                   "min": {"type": "number"}, "max": {"type": "number"},
+                                   "min": {"type": ["number", "string"]},
+                                   "max": {"type": ["number", "string"]},
+                                   "max_length": {"type": "integer"},
+                                   "timezone": {"type": ["string", "null"]},
                                    "values": {"type": "array"}}}},
+                "modules": {"type": "array", "items": {"type": "string"}},
+                "checked": {"type": "object"},
                 "classes": {"type": "array"},
                 "example": {"type": "array"},
                 "metrics": {"type": "object"},
@@ -181,14 +206,22 @@ UNAUTHORIZED = {
 }
 
 
+PLAIN_HTTP = {
+    "description": "The request reached the platform over plain http (X-Forwarded-Proto: http): use https",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"},
+                                     "example": {"error": {"message": "this API takes requests over https only"}}}},
+}
+
+
 def add_public_options(document, api_keys, request_ids):
-    """Document what API_KEYS (a bearer key and 401 on /predict) and request ids (a header) change."""
+    """Document what API_KEYS (a bearer key, 401 and 403 on /predict and /model) and request ids (a header) change."""
     if api_keys:
         document["components"]["securitySchemes"] = {"apiKey": {
             "type": "http", "scheme": "bearer", "description": "one of the keys in the API_KEYS setting"}}
-        operation = document["paths"]["/predict"]["post"]
-        operation["security"] = [{"apiKey": []}]
-        operation["responses"]["401"] = copy.deepcopy(UNAUTHORIZED)
+        for operation in (document["paths"]["/predict"]["post"], document["paths"]["/model"]["get"]):
+            operation["security"] = [{"apiKey": []}]
+            operation["responses"]["401"] = copy.deepcopy(UNAUTHORIZED)
+            operation["responses"]["403"] = copy.deepcopy(PLAIN_HTTP)
     if request_ids:
         for operations in document["paths"].values():
             for operation in operations.values():

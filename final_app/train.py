@@ -65,7 +65,10 @@ def train(model_dir=None):
         description="Measure an iris flower, enter the four sizes in centimetres, and the model "
                     "predicts its species.",
         target="species", metrics=metrics, bounds=feature_bounds(X),
-        units=dict.fromkeys(FEATURE_NAMES, "cm"))
+        units=dict.fromkeys(FEATURE_NAMES, "cm"),
+        # The iris data is public: its first flower makes a familiar example (by default save_model
+        # makes one up from the medians, so that no real row of your data is published).
+        example=[float(value) for value in X[0]])
 
 
 def main(argv=None):

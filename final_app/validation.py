@@ -8,14 +8,19 @@ with numpy, and falls back to rows() whenever it finds anything unusual, so ever
 from one place. model_input() turns checked rows into what the model was fitted on: a float64
 array, or a pandas DataFrame with the training columns, order and dtypes.
 """
+import datetime
 import itertools
 import json
 import math
+import re
 
 import numpy as np
 import orjson
 
 EXAMPLE = '{"instances": [[...], ...]}'
+# The ISO 8601 forms a date or a date and time may take: 2024-05-01, 2024-05-01T12:30:00[.123][+02:00 or Z]
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?", re.ASCII)
 
 
 class RequestError(Exception):
@@ -72,6 +77,34 @@ def parse_json(body, example=EXAMPLE):
         raise RequestError(f"the request body is not valid JSON: {error}") from None
 
 
+def too_many_values(body, limit):
+    """True if a JSON body holds more than limit values, told apart before it is parsed.
+
+    Parsed, four bytes of JSON ("[],") become a Python list of 56 bytes: a body that is nothing
+    but empty arrays would grow twenty-fold in memory. So what opens or separates values (commas,
+    [ and {) and the strings are counted outside the strings first, and a body that holds more
+    than limit of them is refused as it is. The quick count over the raw bytes settles every
+    ordinary body; only one whose strings hold many commas or brackets is read string by string,
+    and never past the limit.
+    """
+    if body.count(b",") + body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    text = body.decode("utf-8", "replace")
+    count = strings = position = 0
+    while count <= limit and strings <= limit:
+        quote = text.find('"', position)
+        end = len(text) if quote < 0 else quote
+        count += text.count(",", position, end) + text.count("[", position, end) + text.count("{", position, end)
+        if quote < 0:
+            break
+        try:
+            position = json.decoder.scanstring(text, quote + 1)[1]
+        except ValueError:  # not valid JSON from here on: the parser will say so
+            break
+        strings += 1
+    return count > limit or strings > limit
+
+
 # --- one value ----------------------------------------------------------------------------------
 
 class BadValue(Exception):
@@ -88,14 +121,55 @@ def unit_text(feature):
     return f" {feature['unit']}" if feature.get("unit") else ""
 
 
+def short(value, limit=30):
+    """Return a value for a list in a message: JSON, a long text cut to limit characters."""
+    if type(value) is str and len(value) > limit:
+        return json.dumps(value[:limit - 3] + "...")
+    return shown(value)
+
+
+def category_text(values):
+    """Return "one of ..." for a category's values: all of them when few, else a few and the count."""
+    listed = [short(value) for value in values[:6]]
+    if len(values) <= 6 and sum(map(len, listed)) <= 150:
+        return "one of " + ", ".join(listed)
+    return f"one of {len(values)} values such as {', '.join(listed[:3])} (GET /model lists them all)"
+
+
+def time_text(feature):
+    """Return what a date or date-time value must look like, with its range."""
+    between = f" from {feature['min']} to {feature['max']}"
+    if feature["type"] == "date":
+        return "a date (YYYY-MM-DD)" + between
+    offset = "with" if feature.get("timezone") else "without"
+    return f"an ISO 8601 date and time {offset} a UTC offset" + between
+
+
 def expected_text(feature):
     """Return what a feature's value must be, for messages: "a number", "one of ...", ..."""
     kind = feature["type"]
     if kind == "category":
-        text = "one of " + ", ".join(shown(value) for value in feature["values"])
+        text = category_text(feature["values"])
+    elif kind in ("date", "datetime"):
+        text = time_text(feature)
+    elif kind == "text":
+        text = f"text of at most {feature['max_length']} characters"
     else:
         text = {"number": "a number", "integer": "a whole number", "boolean": "true or false"}[kind]
     return text + (" or null" if feature.get("nullable") else "")
+
+
+def parse_time(feature, value):
+    """Return an ISO 8601 text as a date or datetime of the feature's kind, or None if it is not one."""
+    try:
+        if feature["type"] == "date":
+            return datetime.date.fromisoformat(value) if DATE.fullmatch(value) else None
+        moment = datetime.datetime.fromisoformat(value) if DATE_TIME.fullmatch(value) else None
+    except ValueError:  # a date that does not exist, like 2024-02-30
+        return None
+    if moment is not None and (moment.tzinfo is None) != (feature.get("timezone") is None):
+        return None  # an offset where the column has none, or none where it has one
+    return moment
 
 
 def value_checker(feature):
@@ -129,8 +203,22 @@ def value_checker(feature):
             raise BadValue(expected)
         return value
 
+    def check_text(value):
+        if type(value) is not str or len(value) > feature["max_length"]:
+            raise BadValue(expected)
+        return value
+
+    if kind in ("date", "datetime"):
+        low, high = (parse_time(feature, feature[end]) for end in ("min", "max"))
+
+    def check_time(value):
+        moment = parse_time(feature, value) if type(value) is str else None
+        if moment is None or not low <= moment <= high:
+            raise BadValue(expected)
+        return moment
+
     check = {"number": check_number, "integer": check_number, "boolean": check_boolean,
-             "category": check_category}[kind]
+             "category": check_category, "text": check_text, "date": check_time, "datetime": check_time}[kind]
 
     def check_value(value):
         if value is None:
@@ -146,7 +234,19 @@ def value_checker(feature):
 
 def example_body(metadata):
     """Return a short request body built from the metadata's example row, for messages."""
-    return json.dumps({"instances": [metadata["example"]]}) if metadata.get("example") else EXAMPLE
+    body = json.dumps({"instances": [metadata["example"]]}) if metadata.get("example") else EXAMPLE
+    return body if len(body) <= 120 else EXAMPLE
+
+
+def names_text(names, budget=100):
+    """Return feature names for a message: all of them when they fit in budget characters, else the
+    first few and how many more."""
+    listed = []
+    for name in map(str, names):
+        if len(", ".join(listed + [name])) > budget:
+            return f"{', '.join(listed)} and {len(names) - len(listed)} more (GET /model lists them)"
+        listed.append(name)
+    return ", ".join(listed)
 
 
 class InstanceValidator:
@@ -159,6 +259,9 @@ class InstanceValidator:
         self.name_set = set(self.names)
         self.checks = [(feature["name"], value_checker(feature)) for feature in features]
         self.max_rows = max_rows
+        # At most this many values, strings and containers in a body: each row is an array or an
+        # object of its values (and, in an object, as many names), plus a few around the rows.
+        self.max_values = max_rows * (2 * len(self.names) + 2) + 16
         self.example = example_body(metadata)
         self.all_numbers = all(feature["type"] == "number" and not feature.get("nullable")
                                for feature in features)
@@ -168,6 +271,13 @@ class InstanceValidator:
                              and metadata.get("array_dtype", "float64") == "float64")
         if self.all_numbers:
             self.low, self.high = feature_bounds(features)
+
+    def parse(self, body):
+        """Parse a request body; refuse (413) one holding more values than max_rows rows could, unparsed."""
+        if too_many_values(body, self.max_values):
+            raise RequestError(f"the request body holds more values than {self.max_rows} rows of "
+                               f"{len(self.names)} features: split the rows into smaller requests", status=413)
+        return parse_json(body, self.example)
 
     def model_input(self, payload):
         """Return the instances as the model takes them; raise RequestError if any is invalid."""
@@ -228,7 +338,7 @@ class InstanceValidator:
         if type(row) is list:
             if len(row) != len(self.names):
                 raise RequestError(f"instances[{index}] has {len(row)} values, expected "
-                                   f"{len(self.names)} in this order: {', '.join(self.names)}")
+                                   f"{len(self.names)} in this order: {names_text(self.names)}")
             values = row
         elif type(row) is dict:
             if row.keys() != self.name_set:
@@ -236,7 +346,7 @@ class InstanceValidator:
             values = [row[name] for name in self.names]
         else:
             raise RequestError(f"instances[{index}] must be an array of {len(self.names)} "
-                               f"{self.kind_of_values} or an object with keys {', '.join(self.names)}, "
+                               f"{self.kind_of_values} or an object with keys {names_text(self.names)}, "
                                f"got {json_type(row)}")
         checked = []
         for value, (name, check) in zip(values, self.checks):
@@ -252,10 +362,13 @@ class InstanceValidator:
         extra = sorted(str(key) for key in row if key not in self.name_set)
         parts = []
         if missing:
-            parts.append("missing " + ", ".join(missing))
+            parts.append("missing " + names_text(missing, budget=60))
         if extra:
-            parts.append("unexpected " + ", ".join(shown(key) for key in extra))
-        return f"instances[{index}]: {'; '.join(parts)} (expected exactly {', '.join(self.names)})"
+            parts.append("unexpected " + ", ".join(short(key) for key in extra[:2])
+                         + (f" and {len(extra) - 2} more" if len(extra) > 2 else ""))
+        message = f"instances[{index}]: {'; '.join(parts)}"
+        expected = f" (expected exactly {names_text(self.names)})"
+        return message + expected if len(message + expected) <= 300 else message
 
 
 def described(value):
@@ -290,6 +403,8 @@ def model_input(rows, metadata):
 
 def data_frame_column(pd, feature, values):
     """Return one column with the dtype (and for a category, the categories) it had in training."""
+    if feature["type"] in ("date", "datetime"):
+        return time_column(pd, feature, values)
     if feature["dtype"] == "category":
         dtype = pd.CategoricalDtype(feature["values"], ordered=feature.get("ordered", False))
         return pd.Series(values, dtype=dtype)
@@ -298,56 +413,12 @@ def data_frame_column(pd, feature, values):
     return pd.Series(values, dtype=feature["dtype"])
 
 
-# --- the HTML form ------------------------------------------------------------------------------
+def time_column(pd, feature, values):
+    """Return a date or date-time column (dates, datetimes or ISO 8601 texts) with its training dtype."""
+    zone = feature.get("timezone")
+    aware = zone is not None and feature["type"] == "datetime"
+    moments = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=aware)
+    if zone is not None:
+        moments = moments.dt.tz_convert(zone) if aware else moments.dt.tz_localize(zone)
+    return moments.astype(feature["dtype"])
 
-def feature_label(name):
-    """Return the words a person reads for a feature name: "sepal_length" -> "Sepal length"."""
-    return name.replace("_", " ").capitalize()
-
-
-def form_choices(feature):
-    """Return [(form value, text shown)] for a feature offered as a choice list."""
-    if feature["type"] == "boolean":
-        return [("true", "yes"), ("false", "no")]
-    return [(json.dumps(value) if type(value) is not str else value, str(value))
-            for value in feature["values"]]
-
-
-def parse_form(form, features, example=None):
-    """Return (row, errors) from the page's form: the values in model order, or a message per field."""
-    row, errors = [], {}
-    for index, feature in enumerate(features):
-        text = form.get(feature["name"], "").strip()
-        try:
-            row.append(form_value(feature, text, example[index] if example else None))
-        except BadValue as problem:
-            errors[feature["name"]] = str(problem)
-    return row, errors
-
-
-def form_value(feature, text, example):
-    """Return one form field's text as the feature's value, or raise BadValue with what to enter."""
-    name, kind, unit = feature_label(feature["name"]).lower(), feature["type"], unit_text(feature)
-    if not text:
-        if feature.get("nullable"):
-            return None
-        verb = "Enter" if kind in ("number", "integer") else "Choose"
-        raise BadValue(f"{verb} the {name}{' in' + unit if unit else ''}.")
-    if kind in ("boolean", "category"):
-        for value, (form_text, _shown) in zip(feature.get("values", [True, False]), form_choices(feature)):
-            if text == form_text:
-                return value
-        raise BadValue(f"Choose one of: {', '.join(shown for _text, shown in form_choices(feature))}.")
-    like = f", like {example}" if example is not None else ""
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadValue(f"Enter a {'whole ' if kind == 'integer' else ''}number"
-                       f"{' in' + unit if unit else ''}{like}.") from None
-    if kind == "integer" and value.is_integer():
-        value = int(value)
-    elif kind == "integer":
-        raise BadValue(f"Enter a whole number{' in' + unit if unit else ''}{like}.")
-    if not feature["min"] <= value <= feature["max"]:  # also false for nan; inf is above any bound
-        raise BadValue(f"Enter a number from {feature['min']} to {feature['max']}{unit}.")
-    return value

@@ -233,6 +233,13 @@ def test_unknown_paths_and_methods_are_json(client, method, path, status, messag
         assert "Allow" in response.headers
 
 
+def test_a_long_path_gets_a_short_message(client):
+    response = client.get("/" + "x" * 4000)
+    assert response.status_code == 404
+    message = response.get_json()["error"]["message"]
+    assert message == f"no such path /{'x' * 96}...: the API's paths are listed in /openapi.json"
+
+
 def test_health(client, trained):
     response = client.get("/health")
     assert response.status_code == 200
@@ -304,7 +311,7 @@ def test_form_bad_field_rerenders_with_message_at_the_field(client, field, typed
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert f'<p class="error" id="{field}-error">{message}</p>' in html
-    assert f'aria-invalid="true" aria-describedby="{field}-error"' in html
+    assert f'aria-invalid="true" aria-describedby="{field}-error {field}-hint"' in html
     assert html.count('aria-invalid="true"') == 1
     assert 'id="result"' not in html
     for name, text in values.items():
@@ -347,7 +354,7 @@ def test_debug_stays_off_and_500_is_plain_json(monkeypatch, capsys):
         assert "Traceback" not in text and "planted" not in text and "Werkzeug Debugger" not in text
 
 
-def test_unexpected_error_is_logged_in_one_line(app, client, monkeypatch):
+def test_unexpected_error_is_logged_with_its_traceback_and_no_raw_line_break(app, client, monkeypatch):
     records = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -360,9 +367,11 @@ def test_unexpected_error_is_logged_in_one_line(app, client, monkeypatch):
     assert response.status_code == 500
     [record] = [record for record in records if record.levelno == logging.ERROR]
     line = record.getMessage()
-    assert line.startswith("unexpected RuntimeError on POST /predict at ")
-    assert "test_app.py" in line and "in fail: planted failure with a second line" in line
-    assert "\n" not in line
+    assert line.startswith("unexpected method=POST path=/predict status=500 ")
+    assert 'message="planted failure\\nwith a second line" error=RuntimeError at="' in line
+    assert "test_app.py" in line and "\n" not in line
+    assert record.exc_info is not None  # the formatter writes the whole traceback (tests/test_log_lines.py)
+    assert response.get_json()["error"]["message"] == "unexpected error in the server; it has been logged"
 
 
 def test_debug_off_under_flask_debug_environment(monkeypatch):
@@ -495,15 +504,21 @@ def test_import_refuses_a_version_mismatch_with_one_line(old_sklearn_model_dir):
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preload", "no-preload"])
-def test_gunicorn_stops_on_a_tampered_model(tampered_model_dir, preload):
+def test_gunicorn_stops_on_a_tampered_model(tampered_model_dir, tmp_path, preload):
     gunicorn = str(pathlib.Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "--workers", "2", "--bind", "127.0.0.1:0", "final_app.app:app"]
+    # gunicorn reads ./gunicorn.conf.py unless told another file, and ours preloads: give it none.
+    (tmp_path / "empty.conf.py").write_text("")
+    command = [gunicorn, "--config", str(tmp_path / "empty.conf.py"), "--workers", "2", "--bind", "127.0.0.1:0",
+               "final_app.app:app"]
     if preload:
         command.insert(1, "--preload")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env=child_env(MODEL_DIR=str(tampered_model_dir)))
     ours = [line for line in output_lines(result) if "final_app" in line]
-    assert result.returncode == 4  # gunicorn's "App failed to load": it stops, no restart loop
+    # Status 4 either way, and no restart loop. With --preload the master itself loads the app and
+    # exits with it; without, a worker exits with 4, which gunicorn's arbiter calls "App failed to load".
+    assert result.returncode == 4
+    assert ("App failed to load" in result.stdout + result.stderr) is not preload
     assert len(ours) >= 1 and all("refusing to start: model check failed" in line for line in ours)
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -524,3 +539,21 @@ def test_chunked_body_cut_at_the_limit_would_be_valid_json_but_is_413():
                           headers={"Content-Type": JSON, "Transfer-Encoding": "chunked"},
                           environ_overrides={"wsgi.input_terminated": True})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("item", [b"[]", b'""', b"1", b"{}"])
+def test_a_hostile_body_costs_about_its_own_size_in_memory(client, item):
+    import tracemalloc
+
+    # Four MiB of tiny values would be twenty to forty times that as Python objects.
+    body = b'{"instances": [' + b",".join([item] * ((4 * 2**20 - 100) // (len(item) + 1))) + b"]}"
+    client.post("/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})  # everything imported and warm
+    tracemalloc.start()
+    try:
+        response = client.post("/predict", data=body, content_type="application/json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413
+    assert response.get_json()["error"]["message"].startswith("the request body holds more values than")
+    assert peak < 3 * len(body)  # the body and the test client's copy of it

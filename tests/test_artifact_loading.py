@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -159,6 +160,25 @@ def test_check_passes_on_the_committed_model(capsys):
     assert "OK: sha256 and versions match" in line and "-> setosa" in line
 
 
+def test_check_times_the_largest_request(monkeypatch, capsys):
+    shapes = []
+    real = check.predictions_of
+    monkeypatch.setattr(check, "predictions_of", lambda model, X, task: shapes.append(X.shape) or real(model, X, task))
+    monkeypatch.setenv("MAX_BATCH_ROWS", "2500")
+    assert check.main() == 0
+    assert shapes == [(2500, 4)]  # the example row 2,500 times, read and checked as a request is
+    assert re.search(r"; a request of 2500 rows took \d+\.\d s \(limit 30 s\)\n$", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("seconds, warned", [(9.9, False), (10.1, True), (45.0, True)])
+def test_check_warns_past_a_third_of_herokus_30_s(seconds, warned):
+    note = check.timing_note(seconds, 10_000)
+    assert note.startswith(f"a request of 10000 rows took {seconds:.1f} s (limit 30 s)")
+    assert ("warning: over a third of Heroku's limit" in note) is warned
+    if warned:
+        assert note.endswith(f"set MAX_BATCH_ROWS to {int(10_000 * 10 / seconds)} or fewer")
+
+
 def test_check_fails_on_a_version_mismatch(model_copy, capsys):
     edit_metadata(model_copy, lambda metadata: metadata["versions"].update(numpy="1.26.4"))
     assert check.main(model_copy) == 1
@@ -177,3 +197,39 @@ def test_check_command_exit_codes(model_copy):
                          env=dict(os.environ, MODEL_DIR=str(model_copy)))
     assert bad.returncode == 1
     assert len(bad.stdout.splitlines()) == 1 and "sha256 expected" in bad.stdout
+
+
+# A model holding a 100 MiB array, saved by one new Python ...
+SAVE_A_BIG_MODEL = """
+import sys
+import numpy as np
+from sklearn.linear_model import LinearRegression
+from final_app.artifact import save_model
+
+X = np.arange(30.0).reshape(10, 3)
+model = LinearRegression().fit(X, X[:, 0])
+model.ballast_ = np.ones(100 * 2**20 // 8)
+save_model(model, X, sys.argv[1], feature_names=["a", "b", "c"])
+"""
+# ... and loaded by another, which prints how far its peak memory (ru_maxrss, KiB on Linux) grew.
+LOAD_A_BIG_MODEL = """
+import resource, sys
+import sklearn.linear_model
+from final_app.artifact import load_model_and_metadata
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model, _metadata = load_model_and_metadata(sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_loading_a_model_peaks_near_its_own_size(tmp_path):
+    # The file is hashed in chunks and unpickled from the same open file: never held whole in memory.
+    for script in (SAVE_A_BIG_MODEL, LOAD_A_BIG_MODEL):
+        result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120, check=True)
+    size = (tmp_path / MODEL_FILE).stat().st_size
+    growth = int(result.stdout)
+    assert size > 100 * 2**20
+    assert growth < 1.2 * size, f"loading a {size / 2**20:.0f} MiB model grew the peak by {growth / 2**20:.0f} MiB"

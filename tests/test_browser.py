@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # final_app, for the model the page must agree wi
 import make_images  # noqa: E402  (needs the path above)
 from final_app.artifact import load_model, read_metadata  # noqa: E402
 from lesson_helpers import free_port, running  # noqa: E402  (lessons/ is on the path: conftest.py)
+from test_form import TYPED_FLAT, expected_answer, save_every_field_model  # noqa: E402
 
 AXE_SCRIPT = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -219,15 +220,15 @@ def test_a_non_numeric_value_gets_a_message_at_the_field(page, console_errors, b
     assert console_errors == [bad_request_logged_for(base_url)]
 
 
-def assert_message_at(page, field):
-    """Assert the page shows a message for field, tied to its input for screen readers."""
+def assert_message_at(page, field, others=FEATURES):
+    """Assert the page shows a message for field, tied to its input for screen readers, and none at others."""
     message = page.locator(f"#{field}-error")
     assert message.is_visible()
     assert message.inner_text().strip() != ""
     field_input = page.locator(f"#{field}")
     assert field_input.get_attribute("aria-invalid") == "true"
     assert f"{field}-error" in field_input.get_attribute("aria-describedby").split()
-    for other in FEATURES:
+    for other in others:
         if other != field:
             assert page.locator(f"#{other}-error").count() == 0
 
@@ -409,6 +410,79 @@ def test_penguin_page_has_no_serious_accessibility_violations(axe_page, axe_scri
         response = submit(axe_page)
     assert response.status == status
     assert (axe_page.locator("#result").count() == 1) is bool(choose)
+    assert serious_violations(axe_page, axe_script) == []
+
+
+# --- a model with every kind of field: a date, a date and time in Paris, text, 3,876 streets ---------
+
+CHOICE_LISTS = ("energy_class", "has_lift")
+
+
+@pytest.fixture(scope="module")
+def every_field_model(tmp_path_factory):
+    """(folder, model, metadata) of test_form.py's flats model, saved by save_model and read back."""
+    from final_app.artifact import load_model_and_metadata
+
+    folder = tmp_path_factory.mktemp("every_field_model")
+    save_every_field_model(folder)
+    return (folder, *load_model_and_metadata(folder))
+
+
+@pytest.fixture(scope="module")
+def every_field_url(tmp_path_factory, every_field_model):
+    """final_app serving the flats model (MODEL_DIR) under gunicorn, stopped after the module."""
+    with make_images.serve_final_app(tmp_path_factory.mktemp("every_field"), every_field_model[0]) as (url, _process):
+        yield url
+
+
+def fill_flat(page, typed):
+    """Type or choose each value of a flat in its field: choice lists are chosen, the rest typed."""
+    for name, value in typed.items():
+        if name in CHOICE_LISTS:
+            page.select_option(f"#{name}", value)
+        else:
+            page.fill(f"#{name}", value)
+
+
+def test_every_kind_of_field_takes_what_a_person_types(page, console_errors, every_field_url, every_field_model):
+    _folder, model, _metadata = every_field_model
+    page.goto(every_field_url + "/")
+    assert page.get_attribute("#listed_on", "type") == "date"
+    assert page.get_attribute("#viewed_at", "type") == "datetime-local"
+    assert page.locator("textarea#description").count() == 1
+    assert page.locator("#street-suggestions option").count() == 50  # of 3,876 streets
+    assert "Europe/Paris time" in page.inner_text("#viewed_at-hint")
+    fill_flat(page, TYPED_FLAT)
+    response = submit(page)
+
+    label, probabilities = expected_answer(model)
+    assert response.status == 200
+    assert page.locator("#result .label").inner_text() == label  # "true" or "false", as in JSON
+    assert shown_probabilities(page) == probabilities
+    assert {name: page.input_value(f"#{name}") for name in TYPED_FLAT} == TYPED_FLAT
+    assert console_errors == []
+
+
+EVERY_FIELD_STATES = {
+    # name: (what is typed, the status of the page it leads to)
+    "empty form": ({}, 200),
+    "with a prediction": (TYPED_FLAT, 200),
+    "with errors": (dict(TYPED_FLAT, listed_on="2019-12-31", street="nowhere", area_m2=""), 400),
+}
+
+
+@pytest.mark.parametrize("typed, status", EVERY_FIELD_STATES.values(), ids=EVERY_FIELD_STATES.keys())
+def test_every_kind_of_field_has_no_serious_accessibility_violations(axe_page, axe_script, every_field_url,
+                                                                     typed, status):
+    response = axe_page.goto(every_field_url + "/")
+    if typed:
+        fill_flat(axe_page, typed)
+        response = submit(axe_page)
+    assert response.status == status
+    assert (axe_page.locator("#result").count() == 1) is (status == 200 and bool(typed))
+    if status == 400:
+        for name in ("listed_on", "street", "area_m2"):
+            assert_message_at(axe_page, name, others=())
     assert serious_violations(axe_page, axe_script) == []
 
 

@@ -42,11 +42,14 @@ def test_the_document_says_predict_needs_the_key_and_answers_401():
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
     operation = DOCUMENT["paths"]["/predict"]["post"]
     assert operation["security"] == [{"apiKey": []}]
-    assert set(operation["responses"]) == {"200", "400", "401", "413", "415", "500"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "500"}
     assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    # The model's metadata tells about the training data: it needs the key too.
+    assert DOCUMENT["paths"]["/model"]["get"]["security"] == [{"apiKey": []}]
+    assert set(DOCUMENT["paths"]["/model"]["get"]["responses"]) == {"200", "401", "403"}
     for path, operations in DOCUMENT["paths"].items():
         for method, described in operations.items():
-            assert "security" not in described or path == "/predict", f"{method} {path} stays open"
+            assert "security" not in described or path in ("/predict", "/model"), f"{method} {path} stays open"
 
 
 def test_the_401_answers_are_what_the_document_says():
@@ -83,3 +86,13 @@ def test_api_with_the_options_on_conforms_to_its_openapi_document(case):
     # schemathesis gives the headers with lowercase names, each with a list of values.
     assert response.headers["x-request-id"] == [CLIENT_HEADERS["X-Request-ID"]]
     assert response.headers["access-control-allow-origin"] == [ORIGIN]
+
+
+def test_the_403_over_plain_http_is_what_the_document_says():
+    client = APP.test_client()
+    for path, method in (("/predict", "post"), ("/model", "get")):
+        response = getattr(client, method)(path, json={"instances": [[5.1, 3.5, 1.4, 0.2]]} if method == "post" else None,
+                                           headers={"X-Forwarded-Proto": "http"})
+        assert response.status_code == 403
+        assert "403" in DOCUMENT["paths"][path][method]["responses"]
+        assert response.get_json()["error"]["message"].startswith("this API takes requests over https only")

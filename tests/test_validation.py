@@ -1,10 +1,12 @@
 """final_app.validation: the request checks on their own, without Flask."""
+import datetime
 import json
 
 import numpy as np
 import pytest
 
-from final_app.validation import InstanceValidator, RequestError, feature_label, parse_form, parse_json
+from final_app.form import feature_label, parse_form
+from final_app.validation import InstanceValidator, RequestError, parse_json, parse_time
 
 FEATURES = [
     {"name": "sepal_length", "type": "number", "unit": "cm", "min": 0, "max": 16, "nullable": False},
@@ -283,3 +285,125 @@ def test_parse_form_reports_every_bad_field():
         "petal_length": "Enter a number from 0 to 14 cm.",
         "petal_width": "Enter the petal width in cm.",
     }
+
+
+# --- messages stay short, whatever the schema -------------------------------------------------------
+
+def long_schema_validator():
+    """A validator for 40 long-named numbers, a category of 3,876 sentences, a text and a date."""
+    features = [{"name": f"measurement_number_{index}_in_the_lab", "type": "number", "min": 0, "max": 1,
+                 "nullable": False} for index in range(40)]
+    sentences = [f"A long description of a flat, number {index}, with a garden and a view" for index in range(3876)]
+    features += [{"name": "description", "type": "category", "values": sentences, "nullable": False},
+                 {"name": "notes", "type": "text", "max_length": 2000, "nullable": True},
+                 {"name": "listed_on", "type": "date", "min": "2010-01-01", "max": "2031-12-31", "nullable": False}]
+    example = [0.5] * 40 + [sentences[0], "", "2020-01-01"]
+    return InstanceValidator({"input": "dataframe", "features": features, "example": example}, max_rows=10_000)
+
+
+SHORT_MESSAGE_CASES = {
+    "an unseen category value": {"description": "a description never seen in training"},
+    "a number for a category": {"description": 12345},
+    "a number for text": {"notes": 5},
+    "text over its length": {"notes": "x" * 5000},
+    "an impossible date": {"listed_on": "2024-02-30"},
+    "a date out of range": {"listed_on": "1999-12-31"},
+    "a huge string for a date": {"listed_on": "2024-01-01" * 1000},
+}
+
+
+@pytest.mark.parametrize("change", SHORT_MESSAGE_CASES.values(), ids=SHORT_MESSAGE_CASES.keys())
+def test_a_bad_value_gets_a_short_message_naming_its_field(change):
+    validator = long_schema_validator()
+    row = dict(zip(validator.names, validator.metadata["example"]), **change)
+    with pytest.raises(RequestError) as error:
+        validator.rows({"instances": [row, dict(row)]})
+    field = next(iter(change))
+    assert error.value.message.startswith(f"instances[0].{field} must be ")
+    assert len(error.value.message) <= 300, error.value.message
+
+
+def test_a_category_message_gives_a_few_values_and_the_count():
+    validator = long_schema_validator()
+    row = dict(zip(validator.names, validator.metadata["example"]), description="unseen")
+    with pytest.raises(RequestError) as error:
+        validator.rows({"instances": [row]})
+    assert error.value.message == (
+        'instances[0].description must be one of 3876 values such as "A long description of a fla...", '
+        '"A long description of a fla...", "A long description of a fla..." (GET /model lists them all), '
+        'got string "unseen"')
+
+
+@pytest.mark.parametrize("payload", [
+    {"instances": [[1, 2]]},
+    {"instances": [{"x": 1}]},
+    {"instances": [{f"unknown_{index}": 1 for index in range(100)}]},
+    {"instances": ["row"]},
+    {},
+    [],
+])
+def test_shape_messages_stay_short_with_many_features(payload):
+    with pytest.raises(RequestError) as error:
+        long_schema_validator().rows(payload)
+    assert len(error.value.message) <= 300, error.value.message
+    assert "GET /model lists them" in error.value.message or "[...]" in error.value.message
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-05-01", datetime.date(2024, 5, 1)),
+    ("2024-05-01T12:30", None), ("20240501", None), ("2024-5-1", None), ("２０２４-05-01", None),
+    ("2024-02-29", datetime.date(2024, 2, 29)), ("2023-02-29", None),
+])
+def test_a_date_is_yyyy_mm_dd_and_exists(value, expected):
+    assert parse_time({"type": "date"}, value) == expected
+
+
+@pytest.mark.parametrize("value, timezone, expected", [
+    ("2024-05-01T12:30:00", None, datetime.datetime(2024, 5, 1, 12, 30)),
+    ("2024-05-01 12:30", None, datetime.datetime(2024, 5, 1, 12, 30)),
+    ("2024-05-01", None, datetime.datetime(2024, 5, 1)),
+    ("2024-05-01T12:30:00+02:00", None, None),  # an offset where the column has none
+    ("2024-05-01T12:30:00", "Europe/Paris", None),  # none where the column has one
+    ("2024-05-01T10:30:00Z", "Europe/Paris",
+     datetime.datetime(2024, 5, 1, 10, 30, tzinfo=datetime.timezone.utc)),
+    ("2024-05-01T12:30:00.123456789+02:00", "UTC", None),  # more than microseconds
+    ("2024-05-01T24:30:00", None, None),
+])
+def test_a_date_time_is_iso_8601_with_an_offset_where_the_column_has_one(value, timezone, expected):
+    assert parse_time({"type": "datetime", "timezone": timezone}, value) == expected
+
+
+# --- a body's values are counted before it is parsed ------------------------------------------------
+
+LIMIT = 100
+
+
+@pytest.mark.parametrize("body, too_many", [
+    (b"[" + b"[]," * 200 + b"[]]", True),  # 401 arrays
+    (b"[" + b'"",' * 200 + b'""]', True),  # 201 strings
+    (b"[" + b"1," * 200 + b"1]", True),
+    (b"[" * 101, True),
+    (b"[" + b"[]," * 40 + b"[]]", False),
+    (b'["' + b"a, [b], {c}, " * 1000 + b'"]', False),  # the commas and brackets are inside a string
+    (b'["a\\", [b] ' + b"," * 50 + b'"]', False),  # an escaped quote does not end the string
+    (b'["unterminated' + b"," * 500, False),  # not JSON: left to the parser, which says where
+])
+def test_too_many_values_counts_outside_strings(body, too_many):
+    from final_app.validation import too_many_values
+
+    assert too_many_values(body, LIMIT) is too_many
+
+
+def test_a_body_of_empty_arrays_is_refused_before_it_is_parsed():
+    validator = InstanceValidator(METADATA, max_rows=10_000)
+    body = b'{"instances": [' + b"[]," * 1_000_000 + b"[]]}"
+    with pytest.raises(RequestError) as error:
+        validator.parse(body)
+    assert error.value.status == 413
+    assert error.value.message == ("the request body holds more values than 10000 rows of 4 features: "
+                                   "split the rows into smaller requests")
+    # The limit leaves room: 10,000 rows of text full of commas and brackets still parse.
+    text = InstanceValidator({"input": "dataframe", "example": ["x"], "features": [
+        {"name": "note", "type": "text", "max_length": 500, "nullable": False}]}, max_rows=10_000)
+    rows = [{"note": "[a], {b}, c, d, e, f, g, h, i, j"} for _ in range(10_000)]
+    assert text.parse(json.dumps({"instances": rows}).encode())["instances"] == rows
