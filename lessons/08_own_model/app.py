@@ -6,6 +6,7 @@ models/penguins, the species classifier next to this file; set it to serve anoth
     python app.py                                  # http://127.0.0.1:5000, the penguin species
     flask --app app run                            # the same app, started by the flask command
     MODEL_DIR=models/penguin_mass python app.py    # the body-mass regressor instead
+    MODEL_DIR=models/flat_prices python app.py     # flat prices, from dates and the text of ads
 
 Debug stays off even with FLASK_DEBUG=1 python app.py. (`flask run --debug` still adds the
 debugger around the app: that is for your own machine only.)
