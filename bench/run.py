@@ -20,6 +20,12 @@ CORS_ORIGINS, REQUEST_IDS, PREDICTION_LOG=on): each round loads it and the iris 
 option off) in turn with the same one-row request and the headers a browser client behind
 Heroku's router sends (a valid key, a listed Origin, the router's X-Request-ID and X-Forwarded-*),
 so the two differ only in the work the options do.
+
+Two more final_app servers serve lesson 08's body-mass model (a HistGradientBoostingRegressor,
+which scikit-learn runs on OpenMP threads): one with gunicorn.conf.py's default OMP_NUM_THREADS=1,
+one with OMP_NUM_THREADS set to the machine's core count, what OpenMP uses when it is unset. Each
+round loads both in turn with the same one-row and 1000-row requests. `--omp-only` measures this
+alone and rewrites only its section of the report, leaving the full run's figures in place.
 """
 import argparse
 import contextlib
@@ -57,6 +63,12 @@ import measure  # noqa: E402
 
 BATCH_ROWS = 1000
 PENGUINS_DIR = ROOT / "lessons" / "08_own_model" / "models" / "penguins"
+PENGUIN_MASS_DIR = ROOT / "lessons" / "08_own_model" / "models" / "penguin_mass"
+CORES = os.cpu_count() or 1
+# OpenMP threads per model call: gunicorn.conf.py's default (set there, so nothing is set here),
+# and one per core, which is what OpenMP starts when OMP_NUM_THREADS is unset.
+THREAD_SETTINGS = {"1": {}, str(CORES): {"OMP_NUM_THREADS": str(CORES)}}
+THREADS_HEADING = "## Threads inside the model (OMP_NUM_THREADS)"
 SIZES = {"single": 1, "batch": BATCH_ROWS}  # the two requests sent to every app: rows per request
 DEFAULT_OUTPUT = ROOT / "bench" / "RESULTS.md"
 LESSON_NOTEBOOK = ROOT / "lessons" / "07_performance" / "07_performance.ipynb"
@@ -113,6 +125,9 @@ def parse_args(argv):
                         help="force a load generator (default: wrk if installed)")
     parser.add_argument("--options-only", action="store_true",
                         help="measure only what the options cost (final_app options on / off); print it, write nothing")
+    parser.add_argument("--omp-only", action="store_true",
+                        help="measure only OMP_NUM_THREADS=1 against one thread per core (lesson 08's body-mass"
+                             " model); rewrite only that section of the report, keeping the others")
     return parser.parse_args(argv)
 
 
@@ -123,8 +138,13 @@ def sample_rows(count):
 
 
 def penguin_table(metadata, count=None):
-    """The real penguins, the model's columns only (count rows: the table repeated), as a DataFrame."""
+    """The real penguins the model accepts, its columns only (count rows: the table repeated), as a DataFrame.
+
+    A penguin missing a value the model's schema does not allow to be missing is left out.
+    """
     table = load_penguins()[[feature["name"] for feature in metadata["features"]]]
+    required = [feature["name"] for feature in metadata["features"] if not feature.get("nullable", True)]
+    table = table.dropna(subset=required)
     if count is not None:
         table = table.iloc[numpy.resize(numpy.arange(len(table)), count)]
     return table.reset_index(drop=True)
@@ -154,8 +174,8 @@ def app_environment(port, gunicorn_args, model_dir=None):
     """The environment every server gets: a classic web dyno's (tools/dyno.py), the port, the venv first."""
     env = dict(dyno_environment(memory_mb=DYNO_MEMORY_MB), PORT=str(port), PYTHONUNBUFFERED="1")
     env["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{env.get('PATH', '')}"
-    # The model and the options are chosen here, not by the shell that ran the bench.
-    for name in ("FLASK_DEBUG", "MODEL_DIR", *OPTIONS_ENV):
+    # The model, the options and the threads per model call are chosen here, not by the shell that ran the bench.
+    for name in ("FLASK_DEBUG", "MODEL_DIR", "OMP_NUM_THREADS", *OPTIONS_ENV):
         env.pop(name, None)
     if model_dir is not None:
         env["MODEL_DIR"] = str(model_dir)
@@ -226,28 +246,30 @@ def post_json(url, payload, headers=None, with_headers=False):
 
 
 class Comparison:
-    """One model, the two apps that serve it, and the rows the benchmark sends them."""
+    """One model, the apps that serve it side by side, and the rows the benchmark sends them."""
 
-    def __init__(self, name, model_dir, reference_module, args):
+    def __init__(self, name, model_dir, servers):
         self.name = name
         self.model, self.metadata = load_model_and_metadata(model_dir)
-        self.servers = [
-            Server("final_app", final_app_command(), args.gunicorn_args, model_dir),
-            Server("reference", reference_command(args.reference_python, reference_module),
-                   model_dir=model_dir),
-        ]
+        self.servers = servers
         self.rows = []  # BATCH_ROWS rows as the JSON body holds them; a request sends the first n
         self.model_rows = None  # the same rows as the model takes them, for the in-process figure
-        self.in_process = None  # what the apps ask of the model, timed on model_rows with no web
+        self.in_process = None  # what the apps ask of the model, timed on model_rows with no web (None: not timed)
         self.check_rows = []  # rows whose answers must be the model's own before any timing
         self.check_input = None  # the same rows as the model takes them
         self.bad_rows = []  # values of "instances" that both apps must refuse with a 400
         self.rows_described = ""  # what the rows are, for the report
 
 
+def final_app_and_reference(args, model_dir, reference_module):
+    """final_app under the Procfile command and a reference app under uvicorn, both serving model_dir."""
+    return [Server("final_app", final_app_command(), args.gunicorn_args, model_dir),
+            Server("reference", reference_command(args.reference_python, reference_module), model_dir=model_dir)]
+
+
 def iris_comparison(args):
     """final_app's own iris model against bench/reference_app.py; rows sent as lists of 4 numbers."""
-    comparison = Comparison("iris", None, "bench.reference_app", args)
+    comparison = Comparison("iris", None, final_app_and_reference(args, None, "bench.reference_app"))
     comparison.rows = sample_rows(BATCH_ROWS)
     comparison.model_rows = numpy.array(comparison.rows)
     comparison.in_process = comparison.model.predict_proba  # the limit, as the targets define it
@@ -274,7 +296,8 @@ def penguin_bad_rows(good):
 
 def penguins_comparison(args):
     """Lesson 08's penguin classifier (a DataFrame with text and missing values) on both apps."""
-    comparison = Comparison("penguins", PENGUINS_DIR, "bench.reference_penguins", args)
+    comparison = Comparison("penguins", PENGUINS_DIR,
+                            final_app_and_reference(args, PENGUINS_DIR, "bench.reference_penguins"))
     batch = penguin_table(comparison.metadata, BATCH_ROWS)
     comparison.rows = penguin_records(batch)
     comparison.model_rows = batch
@@ -290,6 +313,25 @@ def penguins_comparison(args):
     return comparison
 
 
+def threads_comparison(args):
+    """Lesson 08's body-mass model on final_app twice: with each of THREAD_SETTINGS, the same rows."""
+    servers = [Server(f"OMP_NUM_THREADS={threads}", final_app_command(), args.gunicorn_args, PENGUIN_MASS_DIR,
+                      extra_env=extra_env) for threads, extra_env in THREAD_SETTINGS.items()]
+    comparison = Comparison("penguin_mass", PENGUIN_MASS_DIR, servers)
+    batch = penguin_table(comparison.metadata, BATCH_ROWS)
+    comparison.rows = penguin_records(batch)
+    comparison.check_input = penguin_table(comparison.metadata)  # every penguin it accepts, once
+    comparison.check_rows = penguin_records(comparison.check_input)
+    comparison.bad_rows = penguin_bad_rows(comparison.rows[0])
+    with_missing = int(batch.isna().any(axis=1).sum())
+    single_missing = "has one" if batch.iloc[0].isna().any() else "has none"
+    comparison.rows_described = (
+        f"real penguins from palmerpenguins.load_penguins(), the {len(comparison.check_rows)} with every"
+        f" value the model requires (the table repeated), sent as objects with a missing value as null"
+        f" ({with_missing} of the {BATCH_ROWS} rows have one; the single row {single_missing})")
+    return comparison
+
+
 def probability_key(name):
     """A class name as the apps write it as a JSON object key ("setosa"; 1 becomes "1")."""
     return name if isinstance(name, str) else json.dumps(name)
@@ -298,17 +340,21 @@ def probability_key(name):
 def check_same_answers(comparison):
     """Both apps must answer exactly like the model itself, and refuse the same bad input."""
     model, rows = comparison.model, comparison.check_rows
-    labels = model.predict(comparison.check_input).tolist()
-    probabilities = model.predict_proba(comparison.check_input)
-    keys = [probability_key(name) for name in comparison.metadata["classes"]]
+    regression = comparison.metadata["task"] == "regression"
+    predicted = model.predict(comparison.check_input).tolist()  # labels, or the values of a regression
+    probabilities = None if regression else model.predict_proba(comparison.check_input)
+    keys = [probability_key(name) for name in comparison.metadata.get("classes", [])]
     for server in comparison.servers:
         where = f"{comparison.name} {server.name}"
         status, body = post_json(server.base_url + "/predict", {"instances": rows})
         assert status == 200, f"{where}: /predict answered {status}: {body}"
         predictions = body["predictions"]
-        assert [prediction["label"] for prediction in predictions] == labels, f"{where}: labels differ"
-        got = numpy.array([[prediction["probabilities"][key] for key in keys] for prediction in predictions])
-        assert numpy.array_equal(got, probabilities), f"{where}: probabilities differ from predict_proba"
+        if regression:  # the same float64 arithmetic: exactly equal, whatever the number of threads
+            assert [prediction["value"] for prediction in predictions] == predicted, f"{where}: values differ from predict"
+        else:
+            assert [prediction["label"] for prediction in predictions] == predicted, f"{where}: labels differ"
+            got = numpy.array([[prediction["probabilities"][key] for key in keys] for prediction in predictions])
+            assert numpy.array_equal(got, probabilities), f"{where}: probabilities differ from predict_proba"
         for bad in comparison.bad_rows:
             status, body = post_json(server.base_url + "/predict", {"instances": bad})
             assert status == 400 and "message" in body["error"], f"{where}: {bad}: {status}"
@@ -393,7 +439,7 @@ def write_bodies(comparisons, folder):
 
 
 def run_rounds(args, tool, comparisons, bodies, options_group=None):
-    """Each round: each model's in-process figure, then each request on each app in turn.
+    """Each round: each model's in-process figure (where it has one), then each request on each app in turn.
 
     The order of the apps alternates between rounds, and the in-process figures are measured
     in every round too, so that a busy moment on the machine hits every figure, not just one.
@@ -401,6 +447,7 @@ def run_rounds(args, tool, comparisons, bodies, options_group=None):
     each round also loads each, in alternating order, with the one-row iris request and CLIENT_HEADERS.
     """
     results = {}
+    timed_in_process = [comparison for comparison in comparisons if comparison.in_process is not None]
     for round_number in range(args.rounds):
         if options_group is not None:
             group = options_group if round_number % 2 == 0 else options_group[::-1]
@@ -410,7 +457,7 @@ def run_rounds(args, tool, comparisons, bodies, options_group=None):
                 print(f"  round {round_number + 1} iris     single options {state:14}  "
                       f"{result['requests_per_s']:9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
                       f"p99 {result['p99_ms']:6.2f} ms  CPU {result['cpu_ms']:6.3f} ms/request", flush=True)
-        for comparison in comparisons:
+        for comparison in timed_in_process:
             rate = measure.in_process_rate(comparison.in_process, comparison.model_rows)
             results.setdefault((comparison.name, "limit"), []).append({"rows_per_s": rate})
             print(f"  round {round_number + 1} {comparison.name:8} in-process {rate:10.0f} rows/s",
@@ -497,16 +544,19 @@ def main(argv=None):
     tool = choose_load_tool(args.load_tool)
     if args.options_only:
         return measure_options_only(args, tool)
+    if args.omp_only:
+        return measure_threads_only(args, tool)
     if not pathlib.Path(args.reference_python).exists():
         raise SystemExit(f"{args.reference_python} not found: `make bench` creates bench/.venv")
     comparisons = [iris_comparison(args), penguins_comparison(args)]
-    servers = [server for comparison in comparisons for server in comparison.servers]
+    threads = threads_comparison(args)  # final_app twice: loaded in every round, but its boot and memory are not measured
+    servers = [server for comparison in comparisons + [threads] for server in comparison.servers]
     group = options_group(comparisons[0].servers[0], args, tool)
     options_on = [server for server, _ in group[1:]] if group else []  # the off one is among servers
-    report = {"tool": tool, "boot": {}, "pss": {},
+    report = {"tool": tool, "boot": {}, "pss": {}, "servers": len(servers + options_on),
               "rows": {comparison.name: comparison.rows_described for comparison in comparisons}}
     with tempfile.TemporaryDirectory() as scratch:
-        bodies = write_bodies(comparisons, scratch)
+        bodies = write_bodies(comparisons + [threads], scratch)
         try:
             print("boot: spawn to first 200 on /health ...", flush=True)
             for comparison in comparisons:
@@ -519,13 +569,13 @@ def main(argv=None):
             for server in options_on:
                 server.start()
             print("answers: the same on both apps, before any timing ...", flush=True)
-            for comparison in comparisons:
+            for comparison in comparisons + [threads]:
                 check_same_answers(comparison)
             for server in options_on:
                 check_options(comparisons[0].servers[0], server)
             print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
                   f"{args.rounds} rounds", flush=True)
-            results = run_rounds(args, tool, comparisons, bodies, group)
+            results = run_rounds(args, tool, comparisons + [threads], bodies, group)
             for comparison in comparisons:
                 for server in comparison.servers:
                     measure.wait_for_workers(server.process.pid, 2)
@@ -544,6 +594,7 @@ def main(argv=None):
         report["tests"] = time_test_suite()
     elif args.tests_seconds:
         report["tests"] = (args.tests_seconds, None, "measured separately")
+    report["threads"] = threads_lines(args, tool, threads, results, alone=False)
     summary = summarize(report)
     text = render(args, report, summary)
     pathlib.Path(args.output).write_text(text)
@@ -591,24 +642,66 @@ def measure_options_only(args, tool):
     if group is None:
         raise SystemExit(1)
     off = group[0][0]
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, running([server for server, _ in group]):
         body = pathlib.Path(scratch) / "iris-single.json"
         body.write_text(json.dumps({"instances": sample_rows(1)}))
-        try:
-            for server, _ in group:
-                server.start()
-            for server, _ in group[1:]:
-                check_options(off, server)
-            results = run_rounds(args, tool, [], {("iris", "single"): body}, group)
-        finally:
-            for server, _ in group:
-                server.stop()
+        for server, _ in group[1:]:
+            check_options(off, server)
+        results = run_rounds(args, tool, [], {("iris", "single"): body}, group)
     for state in OPTIONS_STATES[1:]:
         throughput, cpu = options_cost(results, state)
         print(f"options {state}: cost {throughput:.1%} of one-row throughput (median of the round ratios), "
               f"{cpu:+.1%} server CPU per request (ratio of the medians: "
               f"{median_of(results[('options', state)], 'cpu_ms'):.3f} / "
               f"{median_of(results[('options', 'off')], 'cpu_ms'):.3f} ms)")
+
+
+@contextlib.contextmanager
+def running(servers):
+    """Start every server; stop them all on the way out, even after an error."""
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def measure_threads_only(args, tool):
+    """Load final_app with each of THREAD_SETTINGS in turn for args.rounds rounds; rewrite only that section of the report."""
+    threads = threads_comparison(args)
+    with tempfile.TemporaryDirectory() as scratch, running(threads.servers):
+        bodies = write_bodies([threads], scratch)
+        check_same_answers(threads)
+        print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
+              f"{args.rounds} rounds", flush=True)
+        results = run_rounds(args, tool, [threads], bodies)
+    section = threads_lines(args, tool, threads, results, alone=True)
+    # Lesson 07 shows only the report's date, machine and targets, which this section leaves as they
+    # were: its notebook need not be re-run.
+    output = pathlib.Path(args.output)
+    old = output.read_text() if output.exists() else "# Benchmark results\n"
+    output.write_text(with_section(old, section))
+    print("\n".join(section))
+    print(f"rewrote the section \"{THREADS_HEADING.removeprefix('## ')}\" of {output}; the rest is as it was",
+          flush=True)
+
+
+def with_section(text, section):
+    """The report text with the section under section's heading (up to the next "## ") replaced by section.
+
+    When text has no such section, it goes where a full run puts it: before "## Every round", or at the end.
+    """
+    lines = text.splitlines()
+    if section[0] in lines:
+        start = lines.index(section[0])
+        end = next((number for number in range(start + 1, len(lines)) if lines[number].startswith("## ")),
+                   len(lines))
+    else:
+        start = end = lines.index("## Every round") if "## Every round" in lines else len(lines)
+    before = lines[:start] + ([""] if start and lines[start - 1].strip() else [])
+    return "\n".join(before + section + lines[end:]).rstrip("\n") + "\n"
 
 
 def median_boot_seconds(server, rounds):
@@ -691,7 +784,7 @@ def render(args, report, summary):
     """The Markdown report."""
     return "\n".join(header_lines(args, report) + throughput_lines(report, summary)
                      + context_lines(report, summary) + target_lines(summary)
-                     + round_lines(report)) + "\n"
+                     + report["threads"] + round_lines(report)) + "\n"
 
 
 def header_lines(args, report):
@@ -704,11 +797,13 @@ def header_lines(args, report):
         "# Benchmark results",
         "",
         "Written by `make bench` (bench/run.py). Two models, each served by final_app and by a",
-        "FastAPI reference, plus final_app with its options on, twice: all six servers ran at the same time",
-        "on loopback, each with 2 worker",
+        "FastAPI reference, plus final_app with its options on, twice, plus final_app serving lesson 08's",
+        f"body-mass model with one OpenMP thread per call and with one per core: all {report['servers']} servers ran at",
+        "the same time on loopback, each with 2 worker",
         "processes, loaded in turn with the same requests; each figure is the median of",
         f"{args.rounds} rounds. Ratios are what count: absolute numbers depend on the machine, and",
-        "this one is shared with other work.",
+        "this one is shared with other work. Every section is from this run, except one that says",
+        "it was written later by a run of its scenario alone (`bench/run.py --omp-only`).",
         "",
         f"- date: {now}",
         f"- machine: {facts['cores']} cores ({facts['cpu']}), {facts['memory_gb']:.1f} GB memory, "
@@ -873,6 +968,82 @@ def target_lines(summary):
         lines += ["", f"With gunicorn's access line kept as well (\"{BOTH_LINES}\"), the options cost "
                   f"{throughput:.1%} of one-row throughput ({cpu:+.1%} CPU per request): their own work."]
     return lines + [""]
+
+
+def threads_lines(args, tool, threads, results, alone):
+    """The section on OMP_NUM_THREADS: who wrote it, both servers' medians and the ratios, the method, every round.
+
+    alone: True when this scenario ran by itself (--omp-only) and the rest of the report is older.
+    """
+    names = [server.name for server in threads.servers]
+    runs = {(name, size): results[(threads.name, name, size)] for name in names for size in SIZES}
+    one, per_core = THREAD_SETTINGS
+    labels = {one: f"{one} (gunicorn.conf.py's default)", per_core: f"{per_core} (one per core, as when unset)"}
+    ratios = {size: median_ratio(runs[(names[0], size)], runs[(names[1], size)]) for size in SIZES}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rounds = f"{args.rounds} round{'s' if args.rounds > 1 else ''}"
+    lines = [
+        THREADS_HEADING,
+        "",
+        f"Written by `bench/run.py --omp-only` on {now}, {rounds}: this scenario alone, run after the full"
+        " run dated at the top of this file, which wrote every other section." if alone else
+        f"Written by the full run dated at the top of this file, {rounds}, like every other section.",
+        "",
+        "| request | OMP_NUM_THREADS | requests/s | rows/s | p50 ms | p99 ms | server CPU ms per request |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for size, rows in SIZES.items():
+        label = f"{rows} row{'s' if rows > 1 else ''}"
+        medians = {name: {field: median_of(runs[(name, size)], field)
+                          for field in ("requests_per_s", "rows_per_s", "p50_ms", "p99_ms", "cpu_ms")}
+                   for name in names}
+        for threads_per_call, name in zip(THREAD_SETTINGS, names):
+            row = medians[name]
+            lines.append(f"| {label} | {labels[threads_per_call]} | {row['requests_per_s']:.0f} | {row['rows_per_s']:.0f}"
+                         f" | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['cpu_ms']:.3f} |")
+        first, second = medians[names[0]], medians[names[1]]
+        lines.append(f"| {label} | **{one} / {per_core}** | **{ratios[size]:.2f}x** | | "
+                     f"{first['p50_ms'] / second['p50_ms']:.2f}x | {first['p99_ms'] / second['p99_ms']:.2f}x | "
+                     f"{first['cpu_ms'] / second['cpu_ms']:.2f}x |")
+    lines += [
+        "",
+        f"With {one} OpenMP thread per model call, final_app served {ratios['single']:.2f} times as many one-row",
+        f"requests per second as with {per_core}, and {ratios['batch']:.2f} times as many {BATCH_ROWS}-row requests",
+        "(throughput: the median of the ratios measured round by round; latency and CPU: ratios of the medians).",
+        "",
+    ]
+    return lines + threads_method_lines(args, tool, threads) + [
+        "",
+        "| what | rows/s in each round |",
+        "|---|---|",
+    ] + [f"| {size}: OMP_NUM_THREADS={threads_per_call} | "
+         + ", ".join(f"{run['rows_per_s']:.0f}" for run in runs[(name, size)]) + " |"
+         for size in SIZES for threads_per_call, name in zip(THREAD_SETTINGS, names)] + [""]
+
+
+def threads_method_lines(args, tool, threads):
+    """How the OMP_NUM_THREADS section was measured, and on what: its own, as it may be newer than the header."""
+    one, per_core = THREAD_SETTINGS
+    facts = machine()
+    load_tool = tool if tool == "wrk" else (
+        f"{tool} (measure.post_load: threads in the benchmark's own process, which take CPU from the servers;"
+        + (" chosen with --load-tool)" if shutil.which("wrk") else " wrk was not installed)"))
+    return [
+        f"- model: lesson 08's body mass ({PENGUIN_MASS_DIR.relative_to(ROOT)}, a "
+        f"{type(threads.model).__name__}: scikit-learn runs it on OpenMP threads)",
+        "- servers: final_app twice, at the same time, both under the Procfile command as on a 512 MB classic",
+        "  web dyno (tools/dyno.py: WEB_CONCURRENCY=2, GUNICORN_CMD_ARGS=`--access-logfile -`, FORWARDED_ALLOW_IPS,",
+        "  DYNO" + (f", GUNICORN_CMD_ARGS=`{args.gunicorn_args}`" if args.gunicorn_args else "")
+        + f"); one with OMP_NUM_THREADS unset, so gunicorn.conf.py sets it to {one}, the other with",
+        f"  OMP_NUM_THREADS={per_core}, the machine's core count: what OpenMP starts when the variable is unset",
+        f"- on: {facts['cores']} cores ({facts['cpu']}), {facts['system']}, Python {facts['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in versions(sys.executable).items() if k in ("gunicorn", "scikit-learn", "numpy")),
+        f"- load: {load_tool}, {args.connections} connections, {args.seconds:g} s per run; each round loads each server",
+        f"  in turn (the order alternating between rounds) with the same request, one row then {BATCH_ROWS} rows",
+        f"- rows: {threads.rows_described}",
+        f"- before any timing, both answered {len(threads.check_rows)} penguins exactly as the model's own predict",
+        f"  does, and refused the same {len(threads.bad_rows)} bad requests with 400",
+    ]
 
 
 def round_lines(report):
