@@ -21,11 +21,12 @@ HTML_IMAGE = re.compile(r"<img\b[^>]*\bsrc=[\"']([^\"']+)[\"']", re.I)
 
 def makefile_jupyter_command():
     """The command `make jupyter` runs, as make itself expands it, with this environment's bin folder."""
-    dry_run = subprocess.run(["make", "--dry-run", "--old-file", ".venv/.installed", "jupyter"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-    words = shlex.split(dry_run[-1])
-    assert words[0] == ".venv/bin/jupyter", dry_run
-    return [str(BIN / "jupyter"), *words[1:]]
+    # Under `make test` the variables of the outer make would reach this one: leave them out.
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry_run = subprocess.run(["make", "--no-print-directory", "--dry-run", "--old-file", ".venv/.installed",
+                              "jupyter"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    [command] = [line for line in dry_run.splitlines() if line.startswith(".venv/bin/jupyter ")]
+    return [str(BIN / "jupyter"), *shlex.split(command)[1:]]
 
 
 def test_make_jupyter_allows_root_only_as_root():
