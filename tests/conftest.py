@@ -74,6 +74,23 @@ def app():
 
 
 @pytest.fixture
+def logged():
+    """Everything final_app logs during the test, formatted as on stdout (a StringIO)."""
+    import io
+    import logging
+
+    from final_app.app import LOG, create_app
+
+    create_app()  # makes sure final_app's stdout handler, and so its formatter, exists
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LOG.handlers[0].formatter)
+    LOG.addHandler(handler)
+    yield stream
+    LOG.removeHandler(handler)
+
+
+@pytest.fixture
 def client(app):
     """A test client for the app fixture: requests without a server or a port."""
     return app.test_client()

@@ -5,9 +5,7 @@ Every line the Procfile's command writes is parsed here as strict logfmt: key=va
 value bare (printable ASCII, no space, quote, = or backslash) or in double quotes with JSON's
 backslash escapes. A line that does not parse, or that holds a key the app does not write, fails.
 """
-import io
 import json
-import logging
 import re
 import socket
 import urllib.parse
@@ -212,18 +210,6 @@ def planted_predict(X):
     return scale_rows(X)
 
 
-@pytest.fixture
-def app_lines():
-    """A function returning what final_app has logged so far in this test, as on stdout."""
-    create_app()  # makes sure final_app's stdout handler, and so its formatter, exists
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(LOG.handlers[0].formatter)
-    LOG.addHandler(handler)
-    yield stream.getvalue
-    LOG.removeHandler(handler)
-
-
 def client_with(monkeypatch, **env):
     """A test client for final_app built with exactly these options set."""
     for name in ("API_KEYS", "CORS_ORIGINS", "REQUEST_IDS", "PREDICTION_LOG"):
@@ -237,13 +223,13 @@ def frames(traceback_lines):
     return [(match.group(1), match.group(2)) for match in found if match]
 
 
-def test_an_unexpected_error_logs_its_whole_traceback_quoted_line_by_line(monkeypatch, app_lines):
+def test_an_unexpected_error_logs_its_whole_traceback_quoted_line_by_line(monkeypatch, logged):
     client = client_with(monkeypatch, REQUEST_IDS="on")
     monkeypatch.setattr(client.application.extensions["final_app.predictor"], "predict", planted_predict)
     response = client.post("/predict", json={"instances": [GOOD_ROW]}, headers={"X-Request-ID": "unexpected-error-0001"})
     assert response.status_code == 500
     assert response.get_json() == {"error": {"message": "unexpected error in the server; it has been logged"}}
-    parsed = parse_output(app_lines())
+    parsed = parse_output(logged.getvalue())
     [(_, _, summary)] = [line for line in parsed if line[1] == "unexpected"]
     assert (summary["status"], summary["error"], summary["message"]) == ("500", "ValueError", FORGED_MESSAGE)
     assert summary["at"].startswith(__file__) and summary["at"].endswith(" in __array__")
@@ -262,19 +248,19 @@ def test_an_unexpected_error_logs_its_whole_traceback_quoted_line_by_line(monkey
     assert not any(event == "prediction" for _, event, _ in parsed)
 
 
-def test_a_message_with_line_breaks_stays_on_one_line(app_lines):
+def test_a_message_with_line_breaks_stays_on_one_line(logged):
     LOG.warning("first\nINFO final_app: prediction status=200\rthird\x1b[2J\u2028fourth\x85")
-    [line] = app_lines().splitlines()
+    [line] = logged.getvalue().splitlines()
     assert line == ("WARNING final_app: first\\nINFO final_app: prediction status=200\\rthird\\u001b[2J"
                     "\\u2028fourth\\u0085")
 
 
-def test_every_traceback_line_and_message_fits_in_a_line(app_lines):
+def test_every_traceback_line_and_message_fits_in_a_line(logged):
     try:
         raise ValueError("\U0001F600" * 5000 + "x" * 10_000)
     except ValueError:
         LOG.exception("x" * 20_000)
-    lines = app_lines().splitlines()
+    lines = logged.getvalue().splitlines()
     assert len(lines) > 3 and all(len(line.encode()) < public.MAX_LINE_BYTES for line in lines)
     assert parse_line(lines[-1])[2]["line"].endswith("...")
 
@@ -299,19 +285,19 @@ def assert_parts_hold_every_row(parsed, rows, predictions, request_id):
     assert logged_rows == rows and logged_predictions == predictions
 
 
-def test_with_data_a_large_request_is_logged_in_parts_that_each_fit_a_line(monkeypatch, app_lines):
+def test_with_data_a_large_request_is_logged_in_parts_that_each_fit_a_line(monkeypatch, logged):
     client = client_with(monkeypatch, PREDICTION_LOG="with-data")
     rows = [[5.1 + index % 10 / 10, 3.5, 1.4, 0.2] for index in range(10_000)]
     response = client.post("/predict", json={"instances": rows}, headers={"X-Request-ID": "ten-thousand-rows-0001"})
     assert response.status_code == 200
-    parsed = parse_output(app_lines())  # every line under the limit, and strict logfmt
+    parsed = parse_output(logged.getvalue())  # every line under the limit, and strict logfmt
     assert_parts_hold_every_row(parsed, rows, response.get_json()["predictions"], "ten-thousand-rows-0001")
 
 
-def test_with_data_a_small_request_keeps_its_one_line(monkeypatch, app_lines):
+def test_with_data_a_small_request_keeps_its_one_line(monkeypatch, logged):
     client = client_with(monkeypatch, PREDICTION_LOG="with-data")
     client.post("/predict", json={"instances": [GOOD_ROW, GOOD_ROW]}, headers={"X-Request-ID": "two-rows-request-0001"})
-    [(_, _, fields)] = [line for line in parse_output(app_lines()) if line[1] == "prediction"]
+    [(_, _, fields)] = [line for line in parse_output(logged.getvalue()) if line[1] == "prediction"]
     assert "part" not in fields and json.loads(fields["instances"]) == [GOOD_ROW, GOOD_ROW]
 
 

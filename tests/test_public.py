@@ -52,18 +52,6 @@ def assert_json_error(response, status):
     return response.get_json()["error"]["message"]
 
 
-@pytest.fixture
-def logged():
-    """Everything final_app logs during the test, formatted as on stdout (a StringIO)."""
-    create_app()  # makes sure final_app's stdout handler, and so its formatter, exists
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(LOG.handlers[0].formatter)
-    LOG.addHandler(handler)
-    yield stream
-    LOG.removeHandler(handler)
-
-
 # --- settings -----------------------------------------------------------------------------------
 
 def test_every_option_is_off_by_default_and_when_empty():
