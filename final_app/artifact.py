@@ -92,7 +92,7 @@ TYPE_CHOICES = {
     "number": ("number",),
     "integer": ("integer", "category"),
     "boolean": ("boolean", "category"),
-    "category": ("category",),  # a pandas category column (a text column may be text too: see below)
+    "category": ("category",),  # a pandas category column (text that repeats may be text too: column_kind)
     "text": ("text", "category"),
     "date": ("date", "datetime"),
     "datetime": ("datetime",),
@@ -241,16 +241,17 @@ def column_kind(name, column, present, wanted=None):
     kind = inferred_kind(name, column, present)
     if wanted is None or wanted == kind:
         return kind
-    choices = TYPE_CHOICES[kind] if getattr(column.dtype, "name", "") != "category" else ("category",)
-    if kind == "category" and getattr(column.dtype, "name", "") != "category":
-        choices = ("category", "text")
+    # Text that repeats is a category by the rule (text_kind), so it may be text too; a pandas
+    # category column stays one.
+    repeating_text = kind == "category" and getattr(column.dtype, "name", "") != "category"
+    choices = TYPE_CHOICES["text"] if repeating_text else TYPE_CHOICES[kind]
     if wanted not in choices:
         raise ValueError(f"types= asks for column {name!r} to be {wanted}, but it holds {kind} values: "
                          f"it can be {' or '.join(choices)}")
     return wanted
 
 
-def time_text(value, kind):
+def iso_text(value, kind):
     """Return a pandas Timestamp as the ISO 8601 text requests send: a date, or a date and time."""
     if kind == "date":
         return value.date().isoformat()
@@ -290,7 +291,7 @@ def checked_bounds(name, kind, bounds, column):
                  for value in (low, high)):
         raise ValueError(f"bounds= for {name!r} must be two finite numbers, got {bounds!r}")
     if low > high:
-        shown_low, shown_high = ((time_text(low, kind), time_text(high, kind)) if kind in ("date", "datetime")
+        shown_low, shown_high = ((iso_text(low, kind), iso_text(high, kind)) if kind in ("date", "datetime")
                                  else (low, high))
         raise ValueError(f"bounds= for {name!r}: min {shown_low} is above max {shown_high}")
     return low, high
@@ -325,7 +326,7 @@ def describe_feature(name, column, bounds=None, unit=None, wanted_type=None, max
         low, high = bounds or default_time_bounds(present.min(), present.max())
         if kind == "date" and not all(value == value.normalize() for value in (low, high)):
             raise ValueError(f"bounds= for {name!r}: a date column's bounds are dates, got {bounds!r}")
-        feature["min"], feature["max"] = time_text(low, kind), time_text(high, kind)
+        feature["min"], feature["max"] = iso_text(low, kind), iso_text(high, kind)
         zone = column.dt.tz
         feature["timezone"] = None if zone is None else str(zone)
     elif kind == "text":
@@ -357,7 +358,7 @@ def json_value(value, feature):
     if is_missing(value):
         return None
     if feature["type"] in ("date", "datetime"):
-        return time_text(value, feature["type"])
+        return iso_text(value, feature["type"])
     return plain(value)
 
 
@@ -456,7 +457,7 @@ def typical_value(column, feature):
         return "example text"[:feature["max_length"]]
     if kind in ("date", "datetime"):
         middle = present.sort_values().iloc[len(present) // 2]
-        return time_text(middle.floor("D") if kind == "date" else middle.floor("s"), kind)
+        return iso_text(middle.floor("D") if kind == "date" else middle.floor("s"), kind)
     if kind in ("number", "integer"):
         middle = float(np.median(np.asarray(present, dtype=float)))
         return int(round(middle)) if kind == "integer" else round(middle, 6)
