@@ -53,7 +53,7 @@ install: $(STAMP)
 
 serve: $(STAMP)
 	@echo "final_app: http://127.0.0.1:$(PORT)  (Ctrl+C to stop)"
-	GUNICORN_DEV=1 PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.app:app
+	GUNICORN_DEV=1 PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py final_app.wsgi:app
 
 # axe-core, which the browser tests inject to check accessibility, comes from npm. Without npm
 # the accessibility tests are skipped on a learner's machine; in CI (CI=true, as .ci/run sets) that is an error.

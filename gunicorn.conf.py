@@ -4,8 +4,8 @@ gunicorn reads ./gunicorn.conf.py by itself when started in this folder (its `--
 the Procfile names it anyway with `--config gunicorn.conf.py`, so that nobody has to know that.
 It is plain Python: every top-level name below is one gunicorn setting.
 
-Production (the default):   gunicorn --config gunicorn.conf.py final_app.app:app
-Development (make serve):   GUNICORN_DEV=1 gunicorn --config gunicorn.conf.py final_app.app:app
+Production (the default):   gunicorn --config gunicorn.conf.py final_app.wsgi:app
+Development (make serve):   GUNICORN_DEV=1 gunicorn --config gunicorn.conf.py final_app.wsgi:app
 """
 import gc
 import json
@@ -195,3 +195,24 @@ def post_worker_init(worker):
     holes in shared pages before the fork; this hook is the simpler part that paid here.
     """
     gc.freeze()
+
+
+def worker_exit(server, worker):
+    """End a worker that has onnxruntime loaded at once, with the exit status it was leaving with.
+
+    gunicorn calls this in the worker itself, last, while the worker's SystemExit is on its way out
+    (arbiter.py, spawn_worker: `finally:` ... `self.cfg.worker_exit(self, worker)`). With preload_app,
+    the master imported onnxruntime before it forked the workers, and a forked copy of onnxruntime
+    cannot tear down what it was given: a worker leaving the usual way aborts ("terminate called
+    after throwing an instance of 'std::system_error'") or hangs at its very end. Everything the worker
+    had to do is done by now, so it writes out what it has buffered and leaves without the teardown.
+    """
+    import sys
+
+    if "onnxruntime" not in sys.modules:
+        return
+    leaving = sys.exc_info()[1]
+    status = leaving.code if isinstance(leaving, SystemExit) else 1
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status if isinstance(status, int) else 1)

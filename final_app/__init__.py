@@ -1,1 +1,1 @@
-"""final_app: a Flask service that serves the iris classifier (gunicorn target final_app.app:app)."""
+"""final_app: a Flask service that serves the iris classifier (gunicorn target final_app.wsgi:app)."""

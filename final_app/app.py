@@ -1,4 +1,6 @@
-"""The deployable Flask app: JSON API and HTML form for a saved scikit-learn model (gunicorn final_app.app:app).
+"""The deployable Flask app: JSON API and HTML form for a saved scikit-learn model, built by create_app().
+
+Importing this module loads nothing: gunicorn imports final_app.wsgi:app, which builds the app.
 
 Everything the app shows and checks comes from the model's metadata (final_app/artifact.py).
 
@@ -12,18 +14,15 @@ import os
 import sys
 import traceback
 
-import numpy as np
 import orjson
-import sklearn
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from final_app.artifact import ModelError, load_model_and_metadata
-from final_app.linear import fast_predict, rows_within_bounds
+from final_app.artifact import ModelError, load_engine
 from final_app import public
 from final_app.openapi import build_openapi, probability_keys
 from final_app.form import feature_label, form_choices, form_fields, json_text, parse_form, suggestions
-from final_app.validation import InstanceValidator, RequestError, model_input
+from final_app.validation import InstanceValidator, RequestError
 
 LOG = logging.getLogger("final_app")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"  # the platform's log router adds the time
@@ -92,79 +91,23 @@ def configure_logging(level):
 
 
 class Predictor:
-    """The loaded model and what its metadata says about its answers: model input in, predictions out."""
+    """Checked rows in, the API's answers out: the engine computes, the metadata gives the shape."""
 
-    def __init__(self, model, metadata, check_rows=None):
-        self.model = model
+    def __init__(self, engine, metadata):
+        self.engine = engine  # final_app/engines.py: the ONNX graph, or the scikit-learn model
         self.task = metadata["task"]
-        self.classes = metadata.get("classes", [])
-        self.with_probabilities = self.task == "classification" and metadata.get("probabilities", False)
-        self.keys = probability_keys(self.classes)  # once, here: orjson writes them as they are
-        # The validator has already checked every value; unless a value may be missing (NaN, on
-        # purpose), scikit-learn need not scan the rows for NaN and infinity a second time.
-        self.assume_finite = not any(feature.get("nullable") for feature in metadata["features"])
-        # For a model like the iris one, the same answers computed straight from its fitted
-        # numbers (see linear.py), if they match predict and predict_proba bit for bit on check_rows.
-        self.fast_predict = None
-        if check_rows is not None and self.with_probabilities:
-            self.fast_predict = fast_predict(model, check_rows)
-        # A Pipeline's predict and predict_proba each run every transform step again; a
-        # classifier that needs both runs the steps once instead (see pipeline_steps).
-        self.steps = None
-        if self.fast_predict is None and self.with_probabilities and metadata.get("example"):
-            self.steps = pipeline_steps(model, model_input([metadata["example"]], metadata))
+        self.keys = probability_keys(metadata.get("classes", []))  # once, here: orjson writes them as they are
 
-    def call(self, method, X):
-        """Return method(X) as a numpy array, with scikit-learn's finiteness scan off where it can be."""
-        with sklearn.config_context(assume_finite=self.assume_finite):
-            return np.asarray(method(X))
-
-    def labels_and_probabilities(self, X):
-        """Return (the label of each row, their probabilities or None) from a classifier."""
-        if self.fast_predict is not None:
-            indices, probabilities = self.fast_predict(X)
-            return [self.classes[index] for index in indices.tolist()], probabilities
-        if self.steps is not None:
-            transforms, last = self.steps
-            with sklearn.config_context(assume_finite=self.assume_finite):
-                transformed = transforms.transform(X)
-                return np.asarray(last.predict(transformed)).tolist(), np.asarray(last.predict_proba(transformed))
-        labels = self.call(self.model.predict, X).tolist()
-        if not self.with_probabilities:
-            return labels, None
-        return labels, self.call(self.model.predict_proba, X)
-
-    def predict(self, X):
-        """Return one answer per row of X: {"label", "probabilities"}, {"label"} or {"value"}."""
+    def predict(self, rows):
+        """Return one answer per row: {"label", "probabilities"}, {"label"} or {"value"}."""
+        labels, probabilities = self.engine.answers(rows)
         if self.task == "regression":
-            return [{"value": value} for value in self.call(self.model.predict, X).tolist()]
-        labels, probabilities = self.labels_and_probabilities(X)
+            return [{"value": value} for value in labels.tolist()]
         if probabilities is None:
-            return [{"label": label} for label in labels]
+            return [{"label": label} for label in labels.tolist()]
         keys = self.keys
         return [{"label": label, "probabilities": dict(zip(keys, row))}
-                for label, row in zip(labels, probabilities.tolist())]
-
-
-def pipeline_steps(model, X):
-    """Return (the transform steps, the last step) of a Pipeline, if they give its own answers on X.
-
-    Pipeline.predict and Pipeline.predict_proba both transform X with every step but the last,
-    then call the last step: the same work twice for one request. Done once, it is the same
-    arithmetic on the same input, checked here on X; anything else (not exactly a Pipeline,
-    a difference) returns None, and the app calls the model's own methods.
-    """
-    from sklearn.pipeline import Pipeline
-
-    if type(model) is not Pipeline or len(model.steps) < 2:
-        return None
-    transforms, last = model[:-1], model[-1]
-    transformed = transforms.transform(X)
-    if not (hasattr(last, "predict_proba")
-            and np.array_equal(last.predict(transformed), model.predict(X))
-            and np.array_equal(last.predict_proba(transformed), model.predict_proba(X))):
-        return None
-    return transforms, last
+                for label, row in zip(labels.tolist(), probabilities.tolist())]
 
 
 def json_response(app, payload, status=200, headers=None):
@@ -287,8 +230,7 @@ def register_api(app, predictor, metadata, validator, openapi):
             raise RequestError("send the body as JSON with the header Content-Type: application/json",
                                status=415)
         payload = validator.parse(read_body(app.config["MAX_BODY_BYTES"]))
-        X = validator.model_input(payload)
-        predictions = predictor.predict(X)
+        predictions = predictor.predict(validator.checked(payload))
         if log_predictions:  # for the prediction log (public.PublicOptions)
             environ[public.ROWS_KEY] = len(predictions)
             if log_data:
@@ -345,7 +287,7 @@ def register_page(app, predictor, metadata):
         row, errors = parse_form(values, features, metadata.get("example"))
         if errors:
             return page(400, values, errors)
-        return page(200, values, result=predictor.predict(model_input([row], metadata))[0])
+        return page(200, values, result=predictor.predict([row])[0])
 
 
 def register_public_options(app, model_version):
@@ -387,7 +329,7 @@ def create_app(config=None):
     settings = settings_from_env(os.environ)
     settings.update(config or {})
     configure_logging(settings["LOG_LEVEL"])
-    model, metadata = load_model_and_metadata(settings["MODEL_DIR"])
+    engine, metadata = load_engine(settings["MODEL_DIR"])
 
     app = FinalApp(__name__)
     app.config.update(settings)
@@ -395,8 +337,7 @@ def create_app(config=None):
     app.debug = False  # whatever FLASK_DEBUG or config said: the debugger would run code for anyone
 
     validator = InstanceValidator(metadata, settings["MAX_BATCH_ROWS"])
-    check_rows = rows_within_bounds(metadata["features"]) if validator.takes_matrix else None
-    predictor = Predictor(model, metadata, check_rows)
+    predictor = Predictor(engine, metadata)
     openapi = build_openapi(metadata, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"],
                             api_keys=bool(settings["API_KEYS"]), request_ids=public.request_ids_on(settings))
     app.extensions["final_app.predictor"] = predictor
@@ -405,8 +346,8 @@ def create_app(config=None):
     register_error_handlers(app)
     register_public_options(app, metadata["model_version"])
     app.after_request(add_security_headers)
-    LOG.info("ready: model %s, up to %s rows and %s bytes per request", metadata["model_version"],
-             settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
+    LOG.info("ready: model %s served by %s, up to %s rows and %s bytes per request", metadata["model_version"],
+             engine.name, settings["MAX_BATCH_ROWS"], settings["MAX_BODY_BYTES"])
     options = public.options_on(settings)
     if options:
         LOG.info("open to the internet with: %s", ", ".join(options))
@@ -426,5 +367,3 @@ def create_app_or_exit():
         # No traceback: the line above says it all.
         raise SystemExit(4) from None
 
-
-app = create_app_or_exit()

@@ -1,13 +1,16 @@
-"""A model artifact: the joblib file and, beside it, the metadata JSON that describes and protects it.
+"""A model artifact: the joblib file, the ONNX graph when one is proven, and the metadata JSON beside them.
 
-save_model() writes both from a fitted scikit-learn model and its training features. The metadata
+save_model() writes them from a fitted scikit-learn model and its training features. The metadata
 holds everything the app shows and checks: the input schema (each feature's name, type, range or
-allowed values, and whether it may be missing), the task, the classes, a sha256 of the model file
-and the library versions that trained it.
+allowed values, and whether it may be missing), the task, the classes, the engine that serves the
+model and how close it is to the model (final_app/convert.py), a sha256 of each file and the
+library versions that trained it.
 
-load_model_and_metadata() reads them back. A joblib file is a pickle: loading it runs code. So it
-never unpickles a file until its sha256 matches the metadata and the library versions installed now
-match the ones that trained it (a model may fail to load, or silently mispredict, under others).
+load_engine() reads back what the app serves: the ONNX graph when there is one (no pickle is
+loaded at all), else the model. load_model_and_metadata() reads back the scikit-learn model. A
+joblib file is a pickle: loading it runs code. So it never unpickles a file until its sha256
+matches the metadata and the library versions installed now match the ones that trained it (a
+model may fail to load, or silently mispredict, under others).
 """
 import collections
 import datetime
@@ -30,10 +33,13 @@ import warnings
 
 import numpy as np
 
+from final_app.convert import PROOF_ROWS, compile_model, why_not_compiled
+from final_app.engines import EngineError, OnnxEngine, SklearnEngine
 from final_app.validation import BadValue, InstanceValidator, RequestError, model_input, shown, value_checker
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent / "model"
 MODEL_FILE = "model.joblib"
+GRAPH_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 
 # The distributions whose exact versions every model depends on (PyPI names); pandas joins them
@@ -255,7 +261,11 @@ def iso_text(value, kind):
     """Return a pandas Timestamp as the ISO 8601 text requests send: a date, or a date and time."""
     if kind == "date":
         return value.date().isoformat()
-    return value.floor("us").isoformat()  # a request's time has at most microseconds, as Python's
+    # A request's time has at most microseconds, as Python's. Cut them in UTC: in local time an hour
+    # the clocks go back through happens twice, and pandas will not guess which one is meant.
+    if value.tzinfo is not None:
+        return value.tz_convert("UTC").floor("us").tz_convert(value.tzinfo).isoformat()
+    return value.floor("us").isoformat()
 
 
 def as_timestamp(name, value, column):
@@ -606,7 +616,7 @@ def check_options(names, bounds, units, types, max_length):
 
 def save_model(model, X, model_dir, *, feature_names=None, name="model", title=None, description="",
                target="prediction", metrics=None, bounds=None, units=None, types=None, max_length=None,
-               example=None):
+               example=None, engine="onnx"):
     """Save a fitted model and its metadata into model_dir; return the metadata.
 
     X is the training features: a pandas DataFrame, or a 2-D array with feature_names=[...].
@@ -616,10 +626,14 @@ def save_model(model, X, model_dir, *, feature_names=None, name="model", title=N
     max_length= maps a text feature's name to the most characters it accepts. example= is the row
     shown in messages and the documentation (default: one made of each column's median or most
     frequent value, not a real row). name goes into the model version; title, description and
-    target (the name of what is predicted) are what people read.
+    target (the name of what is predicted) are what people read. engine="onnx" (the default) also
+    writes an ONNX graph when the model converts and the graph proves equal to it (final_app/convert.py),
+    and the app serves that; engine="sklearn" does not try, and the app calls the model itself.
     """
     import joblib
 
+    if engine not in ("onnx", "sklearn"):
+        raise ValueError(f'engine= must be "onnx" or "sklearn", got {engine!r}')
     bounds, units, types, max_length = bounds or {}, units or {}, types or {}, max_length or {}
     columns = columns_of(X, feature_names)
     names = [name_ for name_, _column in columns]
@@ -659,18 +673,86 @@ def save_model(model, X, model_dir, *, feature_names=None, name="model", title=N
     if modules:
         check_loads_in_fresh_python(data, modules, needed)
     sha256 = sha256_of(data)
-    metadata.update(model_version=f"{slug(name)}-{sha256[:12]}", modules=modules,
+    metadata["modules"] = modules
+    graph, metadata["engine"] = compiled(model, metadata, columns, engine)
+    if graph is not None:
+        libraries += ("onnxruntime",)
+    metadata.update(model_version=f"{slug(name)}-{sha256[:12]}",
                     checked={"rows": len(accepted), "largest_difference": difference,
                              "relative_tolerance": RELATIVE_TOLERANCE, "absolute_tolerance": ABSOLUTE_TOLERANCE},
                     metrics=metrics or {}, sha256=sha256, versions=installed_versions(libraries))
     model_dir = pathlib.Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(model_dir / MODEL_FILE, data)
+    if graph is not None:
+        write_atomically(model_dir / GRAPH_FILE, graph)
+    else:  # a graph left from an earlier save would not be this model's
+        (model_dir / GRAPH_FILE).unlink(missing_ok=True)
     write_atomically(model_dir / METADATA_FILE, (json.dumps(metadata, indent=2) + "\n").encode())
     return metadata
 
 
 # --- loading ------------------------------------------------------------------------------------
+
+def proof_rows(columns, metadata):
+    """Return the rows the compiled graph is proven on: training rows the schema accepts, as the app checks them.
+
+    Then, for each feature that may be missing, rows with it missing, and the example row.
+    """
+    validator = InstanceValidator(metadata, max_rows=1)
+    features = metadata["features"]
+    rows = []
+    for row in training_rows(columns, range(min(PROOF_ROWS, len(columns[0][1]))), features):
+        try:
+            rows.append(validator.row(row, 0))
+        except RequestError:  # outside bounds= on purpose: the app refuses it too
+            continue
+    complete = [row for row in rows if None not in row][:CHECK_ROWS] or rows[:CHECK_ROWS]
+    for index, feature in enumerate(features):
+        if feature["nullable"]:
+            rows += [row[:index] + [None] + row[index + 1:] for row in complete]
+    return rows + [validator.row(metadata["example"], 0)]
+
+
+def compiled(model, metadata, columns, engine):
+    """Return (the ONNX graph or None, the metadata's "engine"): what the app will serve, and why."""
+    if engine == "sklearn":
+        return None, {"name": "sklearn", "reason": 'save_model was called with engine="sklearn"'}
+    reason = why_not_compiled(metadata)
+    if reason:  # said before the rows are made: they are not needed
+        return None, {"name": "sklearn", "reason": reason}
+    rows = proof_rows(columns, metadata)
+    graph, engine = compile_model(model, metadata, rows)
+    if graph is not None:
+        engine["sha256"] = sha256_of(graph)
+        engine["example_answer"] = example_answer(*SklearnEngine(model, metadata).answers(rows[-1:]),
+                                                  metadata["task"])
+    return graph, engine
+
+
+def example_answer(labels, numbers, task):
+    """Return the first row's answer as JSON values: {"value"}, or {"label"} and maybe {"probabilities"}."""
+    if task == "regression":
+        return {"value": float(labels[0])}
+    answer = {"label": labels.tolist()[0]}
+    if numbers is not None:
+        answer["probabilities"] = numbers[0].tolist()
+    return answer
+
+
+def answers_match(recorded, found, engine):
+    """Return True if two example answers have the same label and numbers within the engine's tolerance."""
+    if json.dumps(recorded.get("label")) != json.dumps(found.get("label")):
+        return False
+    key = "value" if "value" in recorded else "probabilities"
+    if (key in recorded) != (key in found):
+        return False
+    if key not in recorded:
+        return True
+    checked = engine["checked"]
+    return bool(np.allclose(found[key], recorded[key], rtol=checked["relative_tolerance"],
+                            atol=checked["absolute_tolerance"]))
+
 
 def read_metadata(model_dir=None):
     """Read and return the metadata JSON that sits beside the model file."""
@@ -757,6 +839,50 @@ def unpickle(file, model_path):
         except Exception as error:  # a corrupt pickle can fail in many ways; all mean "do not serve"
             raise model_error(model_path, "loadable joblib file", "yes",
                               f"{type(error).__name__}: {error}".splitlines()[0], RETRAIN_HINT) from None
+
+
+def read_verified(path, expected_sha256):
+    """Return the whole (small) file at path once its sha256 matches; raise ModelError otherwise."""
+    with open_verified(path, expected_sha256) as file:
+        return file.read()
+
+
+def load_engine(model_dir=None):
+    """Verify the artifact in model_dir and return (the engine that serves it, its metadata).
+
+    With a proven ONNX graph, the graph alone is loaded and no pickle is: the app trusts only the
+    file whose sha256 the metadata gives, and checks that the graph still gives the example row's
+    answer recorded at save time. Otherwise the scikit-learn model is loaded.
+    """
+    model_dir = pathlib.Path(model_dir or MODEL_DIR)
+    metadata = read_metadata(model_dir)
+    engine = metadata.get("engine") or {"name": "sklearn"}
+    if engine["name"] != "onnx":
+        model, metadata = load_model_and_metadata(model_dir)
+        return SklearnEngine(model, metadata), metadata
+    # The model file is not loaded, but it is checked: the artifact's files are one whole, and a
+    # model file replaced alone would otherwise go unnoticed while the old graph is served.
+    open_verified(model_dir / MODEL_FILE, metadata["sha256"]).close()
+    path = model_dir / GRAPH_FILE
+    graph = read_verified(path, engine.get("sha256"))
+    check_versions(metadata, model_dir / METADATA_FILE)
+    try:
+        served = OnnxEngine(graph, metadata)
+        check_example_answer(served, metadata)
+    except EngineError as error:
+        raise ModelError(f"model check failed for {path}: {error}: {RETRAIN_HINT}") from None
+    return served, metadata
+
+
+def check_example_answer(served, metadata):
+    """Raise EngineError unless the graph answers the example row as the model did at save time."""
+    recorded = metadata["engine"].get("example_answer")
+    validator = InstanceValidator(metadata, max_rows=1)
+    labels, numbers = served.answers([validator.row(metadata["example"], 0)])
+    found = example_answer(labels, numbers, metadata["task"])
+    if recorded is None or not answers_match(recorded, found, metadata["engine"]):
+        raise EngineError(f"the graph answers the example row {shown(found)}, the model answered "
+                          f"{shown(recorded)}: this graph is not the model's")
 
 
 def load_model_and_metadata(model_dir=None):

@@ -11,21 +11,21 @@ import os
 import sys
 import time
 
-from final_app.artifact import ModelError, load_model_and_metadata, predictions_of
+from final_app.app import DEFAULTS, Predictor
+from final_app.artifact import ModelError, load_engine
 from final_app.validation import InstanceValidator, RequestError
 
 # Heroku's router answers 503 (error H12) to a request with no response after 30 s; the dyno is not
 # told, and goes on computing the answer nobody will read.
 ROUTER_LIMIT_S = 30
-DEFAULT_MAX_BATCH_ROWS = 10_000  # final_app.app's default for MAX_BATCH_ROWS
 
 
-def seconds_for_largest_request(model, metadata, max_rows):
+def seconds_for_largest_request(predictor, metadata, max_rows):
     """Return how long the app's work takes for a request of max_rows copies of the example row."""
     validator = InstanceValidator(metadata, max_rows)
     body = json.dumps({"instances": [metadata["example"]] * max_rows}).encode()
     start = time.perf_counter()
-    predictions_of(model, validator.model_input(validator.parse(body)), metadata["task"])
+    predictor.predict(validator.checked(validator.parse(body)))
     return time.perf_counter() - start
 
 
@@ -42,21 +42,22 @@ def timing_note(seconds, max_rows):
 def main(model_dir=None):
     """Load and verify the model, predict the metadata's example row, print one line; return the exit status."""
     model_dir = model_dir or os.environ.get("MODEL_DIR") or None  # the folder the app would load
-    max_rows = int(os.environ.get("MAX_BATCH_ROWS") or DEFAULT_MAX_BATCH_ROWS)
+    max_rows = int(os.environ.get("MAX_BATCH_ROWS") or DEFAULTS["MAX_BATCH_ROWS"])
     try:
-        model, metadata = load_model_and_metadata(model_dir)
+        engine, metadata = load_engine(model_dir)
+        predictor = Predictor(engine, metadata)
         example = metadata["example"]
-        X = InstanceValidator(metadata, max_rows=1).model_input({"instances": [example]})
-        answer = model.predict(X)[0]
-        seconds = seconds_for_largest_request(model, metadata, max_rows)
+        answer = predictor.predict(InstanceValidator(metadata, max_rows=1).checked({"instances": [example]}))[0]
+        answer = answer.get("label", answer.get("value"))
+        seconds = seconds_for_largest_request(predictor, metadata, max_rows)
     except (ModelError, RequestError) as error:
         print(error.message if isinstance(error, RequestError) else error)
         return 1
     except Exception as error:  # noqa: BLE001 (whatever the model raises, the build must say so)
         print(f"the model failed to predict its example row: {type(error).__name__}: {error}")
         return 1
-    answer = answer.item() if hasattr(answer, "item") else answer
-    print(f"model {metadata['model_version']} OK: sha256 and versions match, {example} -> {answer}; "
+    print(f"model {metadata['model_version']} OK, served by {engine.name}: sha256 and versions match, "
+          f"{example} -> {answer}; "
           f"{timing_note(seconds, max_rows)}")
     return 0
 

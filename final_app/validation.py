@@ -279,8 +279,12 @@ class InstanceValidator:
                                f"{len(self.names)} features: split the rows into smaller requests", status=413)
         return parse_json(body, self.example)
 
+    def checked(self, payload):
+        """Return the instances checked, in model order: a float64 array or lists; raise RequestError if invalid."""
+        return self.matrix(payload) if self.takes_matrix else self.rows(payload)
+
     def model_input(self, payload):
-        """Return the instances as the model takes them; raise RequestError if any is invalid."""
+        """Return the instances as the scikit-learn model takes them; raise RequestError if any is invalid."""
         if self.takes_matrix:
             return self.matrix(payload)
         return model_input(self.rows(payload), self.metadata)

@@ -94,7 +94,7 @@ def serve_final_app(working_dir, model_dir=None):
     depend on the deployment settings. model_dir, if given, is the MODEL_DIR it serves.
     """
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
-    command = [str(gunicorn), "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
+    command = [str(gunicorn), "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.wsgi:app"]
     env = {"PYTHONPATH": str(ROOT), "MODEL_DIR": str(model_dir or "")}
     return running(command, cwd=working_dir, env=env, ready_path="/health")
 

@@ -154,3 +154,22 @@ def calls_made(function):
     finally:
         sys.setprofile(None)
     return count
+
+
+def assert_same_answers(predictions, labels, probabilities, metadata):
+    """Assert the API's answers are the model's own: labels identical, numbers within the engine's tolerance.
+
+    labels and probabilities (None for a regressor, whose labels are its values) come from the
+    scikit-learn model itself; the tolerance is the one model.json states for the engine serving it.
+    """
+    import numpy as np
+
+    checked = metadata.get("engine", {}).get("checked") or metadata["checked"]
+    close = {"rtol": checked["relative_tolerance"], "atol": checked["absolute_tolerance"]}
+    if metadata["task"] == "regression":
+        assert np.allclose([answer["value"] for answer in predictions], labels, **close)
+        return
+    assert [answer["label"] for answer in predictions] == np.asarray(labels).tolist()
+    if probabilities is not None:
+        served = [list(answer["probabilities"].values()) for answer in predictions]
+        assert np.allclose(served, probabilities, **close)

@@ -24,7 +24,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from sklearn.svm import SVC
 
-from final_app.artifact import (METADATA_FILE, MODEL_FILE, ModelError, check_versions, default_bounds,
+from conftest import assert_same_answers
+from final_app.artifact import (GRAPH_FILE, METADATA_FILE, MODEL_FILE, ModelError, check_versions, default_bounds,
                                 load_model_and_metadata, save_model)
 from lesson_helpers import running
 from test_examples import bad_value_cases, validator_for
@@ -207,7 +208,8 @@ def test_files_are_written_into_a_new_folder_and_load_back(tmp_path):
     folder = tmp_path / "deep" / "new"
     model = LinearRegression().fit(WINE.data, WINE.target)
     metadata = save_model(model, WINE.data, folder, feature_names=WINE_NAMES, name="My Model!")
-    assert sorted(path.name for path in folder.iterdir()) == [MODEL_FILE, METADATA_FILE]  # no temporary files
+    assert sorted(path.name for path in folder.iterdir()) == [MODEL_FILE, METADATA_FILE, GRAPH_FILE]  # no temporary files
+    assert metadata["engine"]["name"] == "onnx"
     loaded, read = load_model_and_metadata(folder)
     assert read == metadata == json.loads((folder / METADATA_FILE).read_text())
     assert metadata["model_version"].startswith("my-model-")
@@ -253,14 +255,10 @@ def test_served_by_gunicorn_with_model_dir(unseen, name):
         page = requests.get(f"{base_url}/", timeout=30)
         document = requests.get(f"{base_url}/openapi.json", timeout=30)
     sample = X.iloc[:120] if isinstance(X, pd.DataFrame) else X[:120]
+    expected = model.predict(sample), model.predict_proba(sample) if metadata["task"] == "classification" else None
     for response in (arrays, objects):
         assert response.status_code == 200, response.text
-        predictions = response.json()["predictions"]
-        if metadata["task"] == "regression":
-            assert [p["value"] for p in predictions] == model.predict(sample).tolist()
-        else:
-            assert [p["label"] for p in predictions] == model.predict(sample).tolist()
-            assert [list(p["probabilities"].values()) for p in predictions] == model.predict_proba(sample).tolist()
+        assert_same_answers(response.json()["predictions"], *expected, metadata)
     assert any(None in row for row in rows) is (name == "churn")  # nulls sent where training had gaps
     assert bad.status_code == 400 and bad.json()["error"]["message"].startswith(f"instances[0].{first} must be")
     assert page.status_code == 200

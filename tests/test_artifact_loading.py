@@ -157,16 +157,16 @@ def test_check_passes_on_the_committed_model(capsys):
     assert check.main() == 0
     line = capsys.readouterr().out
     assert line.count("\n") == 1
-    assert "OK: sha256 and versions match" in line and "-> setosa" in line
+    assert "OK, served by onnx: sha256 and versions match" in line and "-> setosa" in line
 
 
 def test_check_times_the_largest_request(monkeypatch, capsys):
     shapes = []
-    real = check.predictions_of
-    monkeypatch.setattr(check, "predictions_of", lambda model, X, task: shapes.append(X.shape) or real(model, X, task))
+    real = check.Predictor.predict
+    monkeypatch.setattr(check.Predictor, "predict", lambda self, rows: shapes.append(rows.shape) or real(self, rows))
     monkeypatch.setenv("MAX_BATCH_ROWS", "2500")
     assert check.main() == 0
-    assert shapes == [(2500, 4)]  # the example row 2,500 times, read and checked as a request is
+    assert shapes == [(1, 4), (2500, 4)]  # the example row, then 2,500 times, read and checked as a request is
     assert re.search(r"; a request of 2500 rows took \d+\.\d s \(limit 30 s\)\n$", capsys.readouterr().out)
 
 

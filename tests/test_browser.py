@@ -541,7 +541,7 @@ def front_end_server(api_url):
 def final_app_for_a_front_end(working_dir, port, cors_origins):
     """final_app under gunicorn on 127.0.0.1:port, with an API key, request ids and CORS_ORIGINS."""
     gunicorn = pathlib.Path(sys.executable).parent / "gunicorn"
-    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
+    command = [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "1", "final_app.wsgi:app"]
     env = {"PYTHONPATH": str(ROOT), "MODEL_DIR": "", "API_KEYS": FRONT_END_KEY, "CORS_ORIGINS": cors_origins,
            "REQUEST_IDS": "on"}
     with running(command, cwd=working_dir, env=env, ready_path="/health", port=port) as (url, _process):

@@ -86,7 +86,7 @@ def worker_pids(master_pid):
 
 
 def test_procfile_is_the_agreed_web_line():
-    assert (ROOT / "Procfile").read_text() == "web: gunicorn --config gunicorn.conf.py final_app.app:app\n"
+    assert (ROOT / "Procfile").read_text() == "web: gunicorn --config gunicorn.conf.py final_app.wsgi:app\n"
 
 
 def test_procfile_web_process_under_honcho_serves_predictions(tmp_path):

@@ -14,7 +14,7 @@ import referencing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import api_schema, fuzz_settings
+from conftest import api_schema, assert_same_answers, fuzz_settings
 from final_app.app import create_app
 from final_app.artifact import load_model_and_metadata
 
@@ -79,11 +79,9 @@ def assert_model_answers(example, response, positions):
     X = example.frame.iloc[positions]
     assert len(predictions) == len(positions)
     if example.metadata["task"] == "regression":
-        assert [p["value"] for p in predictions] == example.model.predict(X).tolist()
+        assert_same_answers(predictions, example.model.predict(X), None, example.metadata)
         return
-    assert [p["label"] for p in predictions] == example.model.predict(X).tolist()
-    expected = example.model.predict_proba(X).tolist()
-    assert [list(p["probabilities"].values()) for p in predictions] == expected
+    assert_same_answers(predictions, example.model.predict(X), example.model.predict_proba(X), example.metadata)
     assert all(list(p["probabilities"]) == example.metadata["classes"] for p in predictions)
 
 
@@ -326,35 +324,14 @@ test_penguins_api_conforms_to_its_openapi_document = schemathesis_test("penguins
 test_penguin_mass_api_conforms_to_its_openapi_document = schemathesis_test("penguin_mass")
 
 
-# --- the penguin pipeline runs its transform steps once per request ----------------------------------
+# --- the engine each one is served by ------------------------------------------------------------------
 
-def test_penguin_classifier_transforms_each_request_once(monkeypatch):
-    example = Example("penguins")
-    predictor = example.app.extensions["final_app.predictor"]
-    assert predictor.steps is not None
-    transformer = predictor.model[0]  # the object the app loaded, not the test's own copy
-    calls = []
-    real_transform = transformer.transform
-    monkeypatch.setattr(transformer, "transform", lambda X: calls.append(len(X)) or real_transform(X))
-    positions = example.usable()[:40]
-    response = example.predict([example.rows[i] for i in positions])
-    assert calls == [40]  # once, not once for predict and again for predict_proba
-    monkeypatch.undo()
-    assert_model_answers(example, response, positions)
-
-
-def test_shared_steps_only_for_a_plain_pipeline_that_agrees():
-    from sklearn.pipeline import Pipeline
-
-    from final_app.app import pipeline_steps
-
-    example = Example("penguins")
-    X = example.frame.iloc[:3]
-
-    class MyPipeline(Pipeline):
-        """A subclass may change predict: the shortcut must not assume it behaves like its parent."""
-
-    assert pipeline_steps(example.model, X) is not None
-    assert pipeline_steps(MyPipeline(example.model.steps), X) is None
-    assert pipeline_steps(example.model[-1], example.model[:-1].transform(X)) is None  # not a Pipeline
-    assert Example("penguin_mass").app.extensions["final_app.predictor"].steps is None  # a regressor
+def test_the_species_classifier_is_served_by_its_float32_graph_and_the_mass_regressor_by_scikit_learn():
+    species, mass = Example("penguins"), Example("penguin_mass")
+    assert species.app.extensions["final_app.predictor"].engine.name == "onnx"
+    engine = species.metadata["engine"]
+    # onnxruntime has no double-precision kernel for the imputer, so float32 it is, and its tolerance.
+    assert engine["precision"] == "float" and engine["checked"]["relative_tolerance"] == 1e-5
+    assert 0 < engine["checked"]["largest_difference"] <= engine["checked"]["absolute_tolerance"]
+    assert mass.app.extensions["final_app.predictor"].engine.name == "sklearn"
+    assert "skl2onnx cannot convert it" in mass.metadata["engine"]["reason"]

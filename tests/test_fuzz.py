@@ -13,13 +13,14 @@ import referencing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import api_schema, fuzz_settings
+from conftest import api_schema, assert_same_answers, fuzz_settings
 from final_app.app import create_app
+from final_app.artifact import load_model
 from final_app.validation import InstanceValidator, RequestError, parse_json, reject_constant
 
 APP = create_app()
 CLIENT = APP.test_client()
-MODEL = APP.extensions["final_app.predictor"].model
+MODEL = load_model()  # the scikit-learn model the served engine was proven against
 METADATA = CLIENT.get("/model").get_json()
 DOCUMENT = CLIENT.get("/openapi.json").get_json()
 FEATURES = METADATA["features"]
@@ -229,8 +230,8 @@ def test_valid_rows_equal_predict_proba(rows):
     response = CLIENT.post("/predict", json={"instances": rows})
     body = assert_json_error(response, {200})
     as_lists = [[row[name] for name in NAMES] if isinstance(row, dict) else row for row in rows]
-    expected = MODEL.predict_proba(np.array(as_lists, dtype=float)).tolist()
-    assert [list(p["probabilities"].values()) for p in body["predictions"]] == expected
+    X = np.array(as_lists, dtype=float)
+    assert_same_answers(body["predictions"], MODEL.predict(X), MODEL.predict_proba(X), METADATA)
 
 
 @fuzz_settings(150)

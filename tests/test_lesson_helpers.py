@@ -30,7 +30,7 @@ def test_a_server_that_writes_more_than_a_pipe_holds_still_starts_and_answers(tm
 
 
 def test_gunicorn_started_by_running_listens_on_loopback_only():
-    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.wsgi:app"]
     with running(command, cwd=ROOT, ready_path="/health") as (base_url, process):
         listening = {c.laddr.ip for c in psutil.Process(process.pid).net_connections("inet")
                      if c.status == psutil.CONN_LISTEN}

@@ -32,7 +32,7 @@ GUNICORN_OWN_LINE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[
                                r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] [ -~]*")
 APP_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) final_app: ([a-z_]+) (.*)")
 # The app's two start-up lines: written before any request, from its settings, in words.
-START_UP_LINE = re.compile(r"INFO final_app: (ready: model [a-z0-9-]+, up to \d+ rows and \d+ bytes per request"
+START_UP_LINE = re.compile(r"INFO final_app: (ready: model [a-z0-9-]+ served by (onnx|sklearn), up to \d+ rows and \d+ bytes per request"
                            r"|open to the internet with: [ -~]+)")
 
 ACCESS_KEYS = ["method", "path", "status", "bytes", "duration_ms", "request_id"]
@@ -125,7 +125,7 @@ def send_raw(base_url, request_line, headers=(), body=b""):
 
 def procfile_on_a_dyno(**settings):
     """The Procfile's command, with what a classic web dyno sets (tools/dyno.py) and these settings."""
-    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.wsgi:app"]
     env = dyno_environment({"MODEL_DIR": "", "API_KEYS": "", "CORS_ORIGINS": "", "REQUEST_IDS": "",
                             "PREDICTION_LOG": "", "GUNICORN_DEV": "", **settings})
     return running(command, cwd=ROOT, env=env, ready_path="/health")

@@ -1,4 +1,4 @@
-"""final_app's /predict answer: JSON whose parsed values are exactly the model's probabilities.
+"""final_app's /predict answer: JSON whose parsed values are exactly the serving engine's probabilities.
 
 The body is written by orjson, so its text may differ from json.dumps (5e-07 against 5e-7), but
 every number must read back as the very float the model returned: compared with ==, never approx.
@@ -9,7 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
+from conftest import assert_same_answers
 from final_app.app import Predictor
+from final_app.engines import SklearnEngine
 
 CLASSES = ["setosa", "versicolor", "virginica"]
 AWKWARD_FLOATS = [5e-324, 1e-300, 1 - 1e-16, 0.1 + 0.2, 1e-05, 1e16, 0.0, 1.0]
@@ -37,10 +39,16 @@ def metadata_for(classes):
 def use_fixed_model(app, probabilities, classes=CLASSES):
     """Make the app's predictor answer with FixedModel(probabilities) and these class names."""
     predictor = app.extensions["final_app.predictor"]
-    # The routes hold this very object: set it up again, without check rows (no fast path).
-    predictor.__init__(FixedModel(probabilities, classes), metadata_for(classes))
-    assert predictor.fast_predict is None
+    # The routes hold this very object: set it up again, with the stand-in model.
+    metadata = metadata_for(classes)
+    predictor.__init__(SklearnEngine(FixedModel(probabilities, classes), metadata), metadata)
     return predictor
+
+
+def fixed_predictor(probabilities, classes=CLASSES):
+    """Return a Predictor whose engine calls FixedModel(probabilities)."""
+    metadata = metadata_for(classes)
+    return Predictor(SklearnEngine(FixedModel(probabilities, classes), metadata), metadata)
 
 
 def post_rows(client, count):
@@ -58,17 +66,17 @@ def all_floats(rows):
     return all(type(value) is float for row in rows for value in row)
 
 
-def test_every_iris_row_answers_exactly_predict_proba(client, trained, iris_rows):
+def test_every_iris_row_answers_exactly_the_engines_probabilities(app, client, trained, iris_rows):
     model, metadata = trained
     response = client.post("/predict", json={"instances": iris_rows})
     assert response.status_code == 200
     body = json.loads(response.get_data())
-    expected = model.predict_proba(np.array(iris_rows, dtype=np.float64))
+    X = np.array(iris_rows, dtype=np.float64)
+    _labels, served = app.extensions["final_app.predictor"].engine.answers(X)
     assert body["model_version"] == metadata["model_version"]
-    assert probabilities_in(body) == expected.tolist()
+    assert probabilities_in(body) == served.tolist()  # the very floats the engine computed
     assert all_floats(probabilities_in(body))
-    assert [prediction["label"] for prediction in body["predictions"]] == model.predict(
-        np.array(iris_rows, dtype=np.float64)).tolist()
+    assert_same_answers(body["predictions"], model.predict(X), model.predict_proba(X), metadata)
     assert all(list(prediction["probabilities"]) == metadata["classes"] for prediction in body["predictions"])
 
 
@@ -100,14 +108,14 @@ def test_awkward_floats_come_back_exactly_through_http(app, client, probabilitie
     assert probabilities_in(body) == probabilities
     assert all_floats(probabilities_in(body))
     as_json_dumps_would_write = json.loads(json.dumps(
-        {"model_version": body["model_version"], "predictions": Predictor(
-            FixedModel(probabilities), metadata_for(CLASSES)).predict(np.ones((len(probabilities), 4)))}))
+        {"model_version": body["model_version"], "predictions": fixed_predictor(
+            probabilities).predict(np.ones((len(probabilities), 4)))}))
     assert body == as_json_dumps_would_write
 
 
 def test_predict_returns_one_dict_per_row_with_the_argmax_label():
     probabilities = [[0.2, 0.3, 0.5], [0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]
-    predictions = Predictor(FixedModel(probabilities), metadata_for(CLASSES)).predict(np.ones((3, 4)))
+    predictions = fixed_predictor(probabilities).predict(np.ones((3, 4)))
     assert predictions == [
         {"label": "virginica", "probabilities": {"setosa": 0.2, "versicolor": 0.3, "virginica": 0.5}},
         {"label": "setosa", "probabilities": {"setosa": 0.7, "versicolor": 0.2, "virginica": 0.1}},

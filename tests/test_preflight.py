@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 from tools import preflight
 
-WEB = "web: gunicorn --config gunicorn.conf.py final_app.app:app"
+WEB = "web: gunicorn --config gunicorn.conf.py final_app.wsgi:app"
 
 
 # Files the web probe (tools/web_probe.py) never reads: it runs this Python, not what these install,
@@ -234,7 +234,7 @@ def plant_procfile_misnamed(root):
 
 
 def plant_procfile_module_typo(root):
-    (root / "Procfile").write_text(WEB.replace("final_app.app:app", "final_app.ap:app") + "\n")
+    (root / "Procfile").write_text(WEB.replace("final_app.wsgi:app", "final_app.ap:app") + "\n")
 
 
 def plant_procfile_missing_colon(root):
@@ -422,8 +422,9 @@ def test_an_uncommitted_model_folder_fails_naming_its_files_and_the_git_add_and_
     monkeypatch.setenv("MODEL_DIR", "models/penguins")
     results = preflight.run_checks(repo_copy, report=lambda line: None)
     failures = [(check.title, check.fix) for check in results if not check.ok]
-    files = "models/penguins/model.joblib, models/penguins/model.json"
-    git_add = "git add models/penguins/model.joblib models/penguins/model.json && git commit -m"
+    files = "models/penguins/model.joblib, models/penguins/model.json, models/penguins/model.onnx"
+    git_add = ("git add models/penguins/model.joblib models/penguins/model.json models/penguins/model.onnx "
+               "&& git commit -m")
     assert failures[:2] == [
         (f"the app loads files that are not committed: {files} (git push sends only commits: the dyno will not "
          "have them)", f'commit them: {git_add} "Add the files the app loads"'),

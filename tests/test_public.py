@@ -88,7 +88,7 @@ def test_an_unusable_value_is_refused_with_its_name(name, value):
 
 def test_an_unusable_key_stops_the_app_with_status_4_and_one_line_without_the_key():
     secret = 'almost-a-key-but-it-has-"quotes"'
-    result = subprocess.run([sys.executable, "-c", "import final_app.app"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", "import final_app.wsgi"], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "API_KEYS": secret}, timeout=60)
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 4
@@ -382,7 +382,7 @@ def test_the_document_shows_the_key_and_the_request_id_only_when_on(monkeypatch)
 
 def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4xx(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "API_KEYS": KEY, "PREDICTION_LOG": "on", "MODEL_DIR": ""}
-    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.app:app"]
+    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "1", "final_app.wsgi:app"]
     with running(command, cwd=tmp_path, env=env, ready_path="/health") as (base_url, server):
         body = {"instances": [GOOD_ROW]}
         good = requests.post(base_url + "/predict", json=body, headers=bearer(KEY), timeout=10)
@@ -399,7 +399,7 @@ def test_under_gunicorn_keys_ids_and_the_log_work_and_an_oversized_header_is_a_4
 
 
 def test_under_the_procfiles_config_a_logged_prediction_gets_one_line_not_two():
-    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.wsgi:app"]
     env = {"PREDICTION_LOG": "on", "API_KEYS": KEY, "WEB_CONCURRENCY": "1", "MODEL_DIR": ""}
     with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, server):
         ids = {"good": "one-line-per-prediction-200", "refused": "one-line-per-prediction-401"}
@@ -525,7 +525,7 @@ def test_a_written_prediction_line_is_marked_for_gunicorns_logger(monkeypatch, l
 
 def test_under_gunicorn_two_workers_write_every_prediction_line_whole(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PREDICTION_LOG": "on", "MODEL_DIR": ""}
-    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "2", "--threads", "4", "final_app.app:app"]
+    command = [GUNICORN, "--bind", "127.0.0.1:{port}", "--workers", "2", "--threads", "4", "final_app.wsgi:app"]
     ids = [f"concurrent-request-{number:04d}" for number in range(200)]
     with running(command, cwd=tmp_path, env=env, ready_path="/health") as (base_url, server):
         from concurrent.futures import ThreadPoolExecutor
@@ -577,7 +577,7 @@ def test_the_refusal_over_http_is_logged_without_the_key(keyed, logged):
 def test_under_the_procfiles_command_on_a_dyno_keys_over_http_are_refused():
     from tools.dyno import dyno_environment
 
-    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.app:app"]
+    command = [GUNICORN, "--config", "gunicorn.conf.py", "final_app.wsgi:app"]
     # A classic dyno: FORWARDED_ALLOW_IPS='*', so gunicorn reads the router's X-Forwarded-Proto too.
     env = dyno_environment({"API_KEYS": KEY, "MODEL_DIR": "", "WEB_CONCURRENCY": "1"})
     with running(command, cwd=ROOT, env=env, ready_path="/health") as (base_url, _server):

@@ -3,7 +3,7 @@
 tools.preflight runs this in the app's root folder, in a separate process (importing the app
 loads its model, and the app must not leak into the checker):
 
-    python tools/web_probe.py --config gunicorn.conf.py final_app.app:app
+    python tools/web_probe.py --config gunicorn.conf.py final_app.wsgi:app
 
 It prints one line starting with PROBE_MARKER and holding JSON: the settings, whether the app
 imported, whether Flask debug is on, and the files from the app's folder it loaded (the sources of

@@ -15,7 +15,7 @@ import sys
 # final_app lives at the top of the repository, two folders up: make it importable from here.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
-from final_app.app import app  # noqa: E402  (the import needs the path above)
+from final_app.wsgi import app  # noqa: E402  (the import needs the path above)
 
 if __name__ == "__main__":
     # debug=False wins over FLASK_DEBUG: app.run() would otherwise turn the debugger on.

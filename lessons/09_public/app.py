@@ -21,7 +21,7 @@ LESSON_SETTINGS = {"API_KEYS": "lesson-09-key-not-a-secret", "REQUEST_IDS": "on"
 for name, value in LESSON_SETTINGS.items():
     os.environ.setdefault(name, value)
 
-from final_app.app import app  # noqa: E402  (the import needs the lines above)
+from final_app.wsgi import app  # noqa: E402  (the import needs the lines above)
 
 if __name__ == "__main__":
     app.run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")), debug=False)

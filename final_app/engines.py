@@ -1,0 +1,132 @@
+"""The two ways final_app computes answers: a compiled ONNX graph, or the scikit-learn model itself.
+
+Both take the rows the validator has checked (lists of values in the model's feature order, None
+where a value is missing; or, for a model of numbers only, a float64 array) and return
+(labels or values, probabilities or None) as numpy arrays.
+
+- OnnxEngine runs the graph save_model converted and proved (final_app/convert.py) with
+  ONNX Runtime: one session per process, one thread per call, shared by gunicorn's threads.
+  It needs neither scikit-learn nor the pickle: only the graph and numpy.
+- SklearnEngine calls the model's own predict (and predict_proba): any model, any column type.
+"""
+import math
+
+import numpy as np
+
+MATRIX_INPUT = "X"  # the graph's one input when it takes every feature as one array
+
+
+# The tensor types a graph's inputs may have, as metadata names them, and as ONNX Runtime does.
+TENSOR_TYPES = {"double": "double", "float": "float", "int64": "int64", "string": "string"}
+COLUMN_MAKERS = {
+    "double": lambda values: number_column(values, np.float64),
+    "float": lambda values: number_column(values, np.float32),
+    "int64": lambda values: number_column(values, np.int64),
+    "string": lambda values: text_column(values),
+}
+
+
+def short_list(items, count=4):
+    """Return the first few items of a list as text, with how many more there are."""
+    more = f" and {len(items) - count} more" if len(items) > count else ""
+    return ", ".join(f"{name} ({kind})" for name, kind in items[:count]) + more
+
+
+class EngineError(Exception):
+    """The compiled graph cannot be served as the metadata describes it; str() is one line."""
+
+
+def number_column(values, dtype):
+    """Return one column of numbers, missing values as NaN, shaped (rows, 1)."""
+    return np.array([math.nan if value is None else value for value in values], dtype=dtype).reshape(-1, 1)
+
+
+def text_column(values):
+    """Return one column of texts, shaped (rows, 1); a missing text is the empty text.
+
+    save_model only compiles a model whose graph maps the empty text where scikit-learn's
+    imputer maps a missing value, and proves the two agree on rows with missing values.
+    """
+    return np.array(["" if value is None else value for value in values], dtype=object).reshape(-1, 1)
+
+
+class OnnxEngine:
+    """Answers from a compiled ONNX graph, run by ONNX Runtime with one thread per call."""
+
+    name = "onnx"
+
+    def __init__(self, graph, metadata):
+        import onnxruntime  # here, not at the top: a model served by scikit-learn never needs it
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # gunicorn's threads and workers share the cores
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 (a graph ONNX Runtime cannot read: say what it said)
+            raise EngineError(f"ONNX Runtime cannot load the graph: {str(error).splitlines()[0][:200]}") from None
+        engine = metadata["engine"]
+        self.task = metadata["task"]
+        self.with_probabilities = self.task == "classification" and metadata.get("probabilities", False)
+        self.float_type = np.float32 if engine["precision"] == "float" else np.float64
+        # What save_model recorded: the graph's inputs, in order, each with its tensor type.
+        inputs = [(name, kind) for name, kind in engine["inputs"]]
+        self.takes_matrix = [name for name, _kind in inputs] == [MATRIX_INPUT]
+        self.columns = [(name, COLUMN_MAKERS[kind]) for name, kind in inputs]
+        found = [(graph_input.name, graph_input.type) for graph_input in self.session.get_inputs()]
+        expected = [(name, f"tensor({TENSOR_TYPES[kind]})") for name, kind in inputs]
+        if found != expected:
+            raise EngineError(f"the graph's inputs are {short_list(found)}, its metadata says {short_list(expected)}")
+        self.outputs = [output.name for output in self.session.get_outputs()]
+        # JSON's own class values (a label comes out of the graph as a numpy value: 1 for True, ...).
+        self.class_of = {value: value for value in metadata.get("classes", [])}
+
+    def feed(self, rows):
+        """Return the graph's inputs for checked rows: one array, or one column per feature."""
+        if self.takes_matrix:
+            if not isinstance(rows, np.ndarray):
+                rows = [[math.nan if value is None else value for value in row] for row in rows]
+            return {MATRIX_INPUT: np.asarray(rows, dtype=self.float_type)}
+        return {name: make(values) for (name, make), values in zip(self.columns, zip(*rows))}
+
+    def answers(self, rows):
+        """Return (labels or values, probabilities or None) for checked rows."""
+        results = self.session.run(self.outputs, self.feed(rows))
+        if self.task == "regression":
+            return np.asarray(results[0], dtype=np.float64).reshape(-1), None
+        labels = [self.class_of[label] for label in results[0].reshape(-1).tolist()]
+        # A classifier without predict_proba still has a second output (its scores): not an answer.
+        probabilities = np.asarray(results[1], dtype=np.float64) if self.with_probabilities else None
+        if probabilities is not None and self.float_type is np.float32:
+            # Rounded to float32, a probability may come out a hair above 1 (1.0000001): keep it a probability.
+            np.clip(probabilities, 0.0, 1.0, out=probabilities)
+        return np.array(labels, dtype=object), probabilities
+
+
+class SklearnEngine:
+    """Answers from the scikit-learn model itself: predict, and predict_proba for a classifier."""
+
+    name = "sklearn"
+
+    def __init__(self, model, metadata):
+        self.model = model
+        self.metadata = metadata
+        self.task = metadata["task"]
+        self.with_probabilities = self.task == "classification" and metadata.get("probabilities", False)
+        # The validator has already checked every value; unless a value may be missing (NaN, on
+        # purpose), scikit-learn need not scan the rows for NaN and infinity a second time.
+        self.assume_finite = not any(feature.get("nullable") for feature in metadata["features"])
+
+    def answers(self, rows):
+        """Return (labels or values, probabilities or None) for checked rows."""
+        import sklearn
+
+        from final_app.validation import model_input
+
+        X = rows if isinstance(rows, np.ndarray) else model_input(rows, self.metadata)
+        with sklearn.config_context(assume_finite=self.assume_finite):
+            answers = np.asarray(self.model.predict(X))
+            if not self.with_probabilities:
+                return answers, None
+            return answers, np.asarray(self.model.predict_proba(X))
