@@ -120,11 +120,11 @@ access_log_format = (
 # only the double quote in them (SafeAtoms in gunicorn/glogging.py), so a path with %0A in it
 # would start a line of its own, and a request id with a space in it would add fields. Heroku's
 # router replaces an odd request id, but not a path; off Heroku neither is replaced.
-# So every value is written as final_app writes its own (final_app/public.py, logfmt_value):
+# So every value is written as final_app writes its own (final_app/logs.py, logfmt_value):
 # bare when plain, else in double quotes with JSON's escapes, ASCII only, and at most
 # MAX_VALUE_CHARACTERS long: six of them fit in one write to a pipe (4,096 bytes, whole even with
 # two workers writing), far under the 10,000 bytes at which Heroku's log router cuts a line.
-# (The same few lines as public.py: importing final_app here would load Flask into gunicorn's
+# (The same few lines as logs.py: importing final_app here would load Flask into gunicorn's
 # master, and in development every reloaded worker would get the master's old copy of it.)
 MAX_VALUE_CHARACTERS = 600
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9._:/+-]+")

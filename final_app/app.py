@@ -19,7 +19,7 @@ from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from final_app.artifact import ModelError, load_engine
-from final_app import public
+from final_app import logs, public
 from final_app.openapi import build_openapi, probability_keys
 from final_app.form import feature_label, form_choices, form_fields, json_text, parse_form, suggestions
 from final_app.validation import InstanceValidator, RequestError
@@ -84,7 +84,7 @@ def configure_logging(level):
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stdout)
         # With REQUEST_IDS on, each line about a request ends with its id (off: the line is unchanged).
-        handler.setFormatter(public.RequestIdFormatter(LOG_FORMAT))
+        handler.setFormatter(logs.RequestIdFormatter(LOG_FORMAT))
         LOG.addHandler(handler)
         LOG.propagate = False
     LOG.setLevel(level)
@@ -165,30 +165,30 @@ def register_error_handlers(app):
     """Make every error on the API JSON, never show a traceback to a client, and log each in logfmt.
 
     A log line quotes what a client sent (the method, the path, a message naming a value) with
-    public.request_fields, so no request can start a line or add a field of its own.
+    logs.request_fields, so no request can start a line or add a field of its own.
     """
 
     @app.errorhandler(RequestError)
     def request_error(error):
-        LOG.info("rejected %s", public.request_fields(error.status, error.message))
+        LOG.info("rejected %s", logs.request_fields(error.status, error.message))
         return error_response(app, error.message, error.status)
 
     @app.errorhandler(public.KeyRefused)
     def key_refused(error):
         # The message says what was wrong; the key itself is never logged.
-        LOG.info("refused %s", public.request_fields(401, error.message))
+        LOG.info("refused %s", logs.request_fields(401, error.message))
         return error_response(app, error.message, 401, {"WWW-Authenticate": error.challenge})
 
     @app.errorhandler(public.PlainHttpRefused)
     def plain_http_refused(error):
         # 403, not 401: no key would help, and not 400: the request is well formed. The same request
         # sent to the https:// address is answered.
-        LOG.info("refused %s", public.request_fields(403, error.message))
+        LOG.info("refused %s", logs.request_fields(403, error.message))
         return error_response(app, error.message, 403)
 
-    @app.errorhandler(public.PreflightRefused)
-    def preflight_refused(error):
-        LOG.info("refused %s", public.request_fields(403, error.message))
+    @app.errorhandler(public.CorsPreflightRefused)
+    def cors_preflight_refused(error):
+        LOG.info("refused %s", logs.request_fields(403, error.message))
         return error_response(app, error.message, 403)
 
     @app.errorhandler(HTTPException)
@@ -201,9 +201,9 @@ def register_error_handlers(app):
     @app.errorhandler(Exception)
     def unexpected_error(error):
         # The whole traceback, from the view down to the line that raised, in one record: final_app's
-        # formatter writes each of its lines as a quoted line of its own (public.RequestIdFormatter).
-        LOG.error("unexpected %s error=%s at=%s", public.request_fields(500, str(error)),
-                  public.logfmt_value(type(error).__name__), public.logfmt_value(where(error)), exc_info=error)
+        # formatter writes each of its lines as a quoted line of its own (logs.RequestIdFormatter).
+        LOG.error("unexpected %s error=%s at=%s", logs.request_fields(500, str(error)),
+                  logs.logfmt_value(type(error).__name__), logs.logfmt_value(where(error)), exc_info=error)
         message = "unexpected error in the server; it has been logged"
         if is_page_path(request.path):
             return app.response_class(message, status=500, mimetype="text/plain")
@@ -232,9 +232,9 @@ def register_api(app, predictor, metadata, validator, openapi):
         payload = validator.parse(read_body(app.config["MAX_BODY_BYTES"]))
         predictions = predictor.predict(validator.checked(payload))
         if log_predictions:  # for the prediction log (public.PublicOptions)
-            environ[public.ROWS_KEY] = len(predictions)
+            environ[logs.ROWS_KEY] = len(predictions)
             if log_data:
-                environ[public.DATA_KEY] = payload["instances"], predictions
+                environ[logs.DATA_KEY] = payload["instances"], predictions
         # orjson writes the same JSON values as json.dumps (5e-7 where json writes 5e-07: the
         # same number), about 20 times as fast for 1000 rows: writing thousands of probabilities
         # as text had been the slowest part of a large request.
@@ -310,9 +310,9 @@ class FinalApp(Flask):
         how OPTIONS is answered), so no hook runs on the other requests.
         """
         origins = self.config["CORS_ORIGINS"]
-        if origins and public.is_preflight() and not is_page_path(request.path):
-            public.check_preflight(origins)  # raises PreflightRefused: answered 403 in JSON
-            answer = self.response_class(status=204, headers=public.preflight_headers())
+        if origins and public.is_cors_preflight() and not is_page_path(request.path):
+            public.check_cors_preflight(origins)  # raises PreflightRefused: answered 403 in JSON
+            answer = self.response_class(status=204, headers=public.cors_preflight_headers())
             del answer.headers["Content-Type"]  # no body, so no type
             return answer
         return super().make_default_options_response()

@@ -17,7 +17,7 @@ import requests
 from gunicorn.app.wsgiapp import WSGIApplication
 
 from conftest import GUNICORN, ROOT, usable_cores
-from final_app import public
+from final_app import logs
 from lesson_helpers import running
 from test_log_lines import parse_line
 from tools import preflight
@@ -147,7 +147,7 @@ def test_the_access_line_escapes_what_the_client_sent(monkeypatch, path, request
 
 def test_a_huge_path_or_header_keeps_the_access_line_within_a_pipe_write(monkeypatch):
     line = access_line(monkeypatch, "/" + "\x85" * 8000, "\xff" * 8000, method="X" * 4000)
-    assert len(line.encode()) <= public.MAX_LINE_BYTES
+    assert len(line.encode()) <= logs.MAX_LINE_BYTES
     fields = parse_line(line[:-1])[2]
     assert fields["path"].endswith("...") and fields["request_id"].endswith("...")
 
@@ -161,7 +161,7 @@ def test_the_access_format_adds_no_quotes_of_its_own(monkeypatch):
                                   "caf\xe9", "\u2028", "\U0001F600", "x" * 700, "\U0001F600" * 300, "k=v"])
 def test_the_config_and_final_app_write_a_value_alike(text):
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    assert config["logfmt_value"](text, 600) == public.logfmt_value(text, 600)
+    assert config["logfmt_value"](text, 600) == logs.logfmt_value(text, 600)
 
 
 def test_access_log_is_on_everywhere_as_on_a_dyno(monkeypatch):

@@ -1,5 +1,5 @@
 """Log lines no client can forge, split or lengthen: gunicorn's access line (gunicorn.conf.py) and
-final_app's own lines (final_app/public.py, the error handlers in final_app/app.py).
+final_app's own lines (final_app/logs.py, the error handlers in final_app/app.py).
 
 Every line the Procfile's command writes is parsed here as strict logfmt: key=value pairs, each
 value bare (printable ASCII, no space, quote, = or backslash) or in double quotes with JSON's
@@ -15,7 +15,7 @@ import requests
 from sklearn.utils import check_array
 
 from conftest import GUNICORN, ROOT
-from final_app import public
+from final_app import logs
 from final_app.app import LOG, create_app
 from lesson_helpers import running
 from tools.dyno import dyno_environment
@@ -70,7 +70,7 @@ def in_order(keys, allowed):
 
 def parse_line(line):
     """Return (kind, event, fields) for a line of the Procfile's output: kind "access", "app" or "gunicorn"."""
-    assert len(line.encode()) + 1 <= public.MAX_LINE_BYTES < HEROKU_LINE_LIMIT, f"a line of {len(line)} characters"
+    assert len(line.encode()) + 1 <= logs.MAX_LINE_BYTES < HEROKU_LINE_LIMIT, f"a line of {len(line)} characters"
     if GUNICORN_OWN_LINE.fullmatch(line):  # gunicorn's own messages, in words: client text only as repr()
         return "gunicorn", None, {"text": line}
     if START_UP_LINE.fullmatch(line):
@@ -261,7 +261,7 @@ def test_every_traceback_line_and_message_fits_in_a_line(logged):
     except ValueError:
         LOG.exception("x" * 20_000)
     lines = logged.getvalue().splitlines()
-    assert len(lines) > 3 and all(len(line.encode()) < public.MAX_LINE_BYTES for line in lines)
+    assert len(lines) > 3 and all(len(line.encode()) < logs.MAX_LINE_BYTES for line in lines)
     assert parse_line(lines[-1])[2]["line"].endswith("...")
 
 
@@ -303,7 +303,7 @@ def test_with_data_a_small_request_keeps_its_one_line(monkeypatch, logged):
 
 def test_a_row_too_long_for_a_line_is_named_not_logged():
     message = "prediction model_version=v rows=3 status=200 duration_ms=1.00"
-    messages = public.messages_with_data(message, [["x" * 5000], [1], [2]], [{"value": 1}, {"value": 2}, {"value": 3}])
+    messages = logs.messages_with_data(message, [["x" * 5000], [1], [2]], [{"value": 1}, {"value": 2}, {"value": 3}])
     assert messages == [f"{message} part=1/2 part_rows=0-0 instances=too-long predictions=too-long",
                         f'{message} part=2/2 part_rows=1-2 instances="[[1],[2]]" predictions="'
                         '[{\\"value\\":2},{\\"value\\":3}]"']
@@ -322,7 +322,7 @@ def test_under_the_procfiles_command_10000_rows_with_data_stay_under_the_line_li
 def test_request_fields_quote_a_hostile_method_path_and_message(monkeypatch):
     app = client_with(monkeypatch).application
     with app.test_request_context("/x%0Astatus=500%20forged=%221%22/%FF", method="GE'T"):
-        fields = public.request_fields(400, 'a "message"\nwith=fields')
+        fields = logs.request_fields(400, 'a "message"\nwith=fields')
     line = f"INFO final_app: rejected {fields}"
     assert parse_line(line)[2] == {"method": "GE'T", "path": '/x\nstatus=500 forged="1"/\ufffd', "status": "400",
                                    "message": 'a "message"\nwith=fields'}
