@@ -25,6 +25,8 @@ TOLERANCES = {"double": (1e-9, 1e-12), "float": (1e-5, 1e-6)}  # (relative, abso
 PROOF_ROWS = 10_000  # at most this many training rows are compared; every one of a smaller set
 SINGLE_ROWS = 20  # and the first ones also one at a time, as a one-row request sends them
 NUMBER_KINDS = ("number", "integer", "boolean")
+GRAPH_NAME = "final_app"
+REASON_CHARACTERS = 300  # a converter's message is cut here, visibly
 
 
 def converter_version():
@@ -122,7 +124,9 @@ def convert(model, inputs, width, task):
     options = {id(model): {"zipmap": False}} if task == "classification" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # skl2onnx's notes on opsets and dtypes: the proof decides
-        graph = convert_sklearn(model, initial_types=initial_types(inputs, width), options=options)
+        # A fixed name: skl2onnx names a graph at random otherwise, and the same model would give
+        # another file (and sha256) at every save.
+        graph = convert_sklearn(model, name=GRAPH_NAME, initial_types=initial_types(inputs, width), options=options)
     return graph.SerializeToString()
 
 
@@ -181,7 +185,9 @@ def compile_model(model, metadata, rows):
                 continue
             except Exception as problem:  # noqa: BLE001 (skl2onnx raises many kinds: each means "cannot")
                 message = f"skl2onnx cannot convert it: {type(problem).__name__}: {str(problem).splitlines()[0]}"
-                tried.setdefault(message[:200], []).append(precision)
+                if len(message) > REASON_CHARACTERS:
+                    message = message[:REASON_CHARACTERS - 3] + "..."
+                tried.setdefault(message, []).append(precision)
                 continue
             relative, absolute = TOLERANCES[precision]
             engine.update(converter=f"skl2onnx {converter_version()}",

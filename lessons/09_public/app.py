@@ -15,7 +15,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 # final_app lives at the top of the repository, two folders up: make it importable from here.
 sys.path.insert(0, str(HERE.parents[1]))
 
-# final_app reads its settings when it is imported, so set the lesson's defaults before the import.
+# final_app.wsgi builds the app, reading its settings, when it is imported: so set the lesson's
+# defaults before the import.
 # A key written in a file is no secret: this one is for this lesson on your own machine only.
 LESSON_SETTINGS = {"API_KEYS": "lesson-09-key-not-a-secret", "REQUEST_IDS": "on", "PREDICTION_LOG": "on"}
 for name, value in LESSON_SETTINGS.items():
