@@ -1,5 +1,7 @@
-"""Lesson 08: the models train_examples.py saves (two of penguins, one of flat prices), and app.py
-serving them with final_app."""
+"""Lesson 08: the models train_examples.py saves (two of penguins, one of flat prices), the engine
+that serves each (the ONNX graph or scikit-learn), and app.py serving them with final_app."""
+import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -10,8 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from final_app.artifact import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, load_model_and_metadata
-from conftest import LESSON_APP_COMMANDS
+from final_app.artifact import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, load_engine, load_model_and_metadata
+from conftest import LESSON_APP_COMMANDS, assert_same_answers
 from lesson_helpers import running, stop
 from lesson_modules import import_lesson_file
 
@@ -36,14 +38,14 @@ FLATS_TRAINED = "2021-01-02", "2024-12-29"  # the first and last day a training 
 def import_lesson_app(monkeypatch, model_dir):
     """Import the lesson's app.py afresh with MODEL_DIR set to model_dir; return its Flask app.
 
-    app.py sets MODEL_DIR in this process's environment, and final_app.app builds its app once
-    per process, when first imported. So import final_app.app afresh too; monkeypatch puts the
+    app.py sets MODEL_DIR in this process's environment, and final_app.wsgi builds its app once
+    per process, when first imported. So import final_app.wsgi afresh too; monkeypatch puts the
     environment and the modules back afterwards, and the other tests' apps keep their model.
     """
     import final_app
 
     monkeypatch.setenv("MODEL_DIR", model_dir)
-    monkeypatch.delitem(sys.modules, "final_app.app", raising=False)
+    monkeypatch.delitem(sys.modules, "final_app.wsgi", raising=False)
     monkeypatch.setattr(final_app, "app", None, raising=False)  # restored with the module above
     return import_lesson_file("08_own_model", "app").app
 
@@ -97,8 +99,14 @@ def as_frame(rows, metadata):
 
 
 def assert_close(served, own):
-    """Assert the served numbers equal the model's own within save_model's tolerance (see final_app.artifact)."""
+    """Assert the served numbers equal the model's own within scikit-learn's tolerance (see final_app.artifact)."""
     assert np.allclose(served, own, rtol=RELATIVE_TOLERANCE, atol=ABSOLUTE_TOLERANCE), (served, own)
+
+
+def within_its_tolerance(difference, engine):
+    """True when a difference between two probabilities (at most 1) is within the engine's stated tolerance."""
+    checked = engine["checked"]
+    return difference <= checked["absolute_tolerance"] + checked["relative_tolerance"]
 
 
 # --- train_examples.py ------------------------------------------------------------------------
@@ -136,11 +144,24 @@ def test_training_again_gives_the_committed_model(retrained, folder):
     # The same metadata, but for what the file's bytes decide: on another CPU the maths library can
     # round the trained numbers' last bit differently (test_the_training_functions_... compares
     # the answers), and so the sha256, the version made from it and the differences measured.
-    bytes_decide = ("model_version", "sha256", "checked")
+    # The graph's bytes differ too, and with them its sha256, its differences and its example's last digits.
+    bytes_decide = ("model_version", "sha256", "checked", "engine")
     assert {key: value for key, value in retrained_metadata.items() if key not in bytes_decide} == \
         {key: value for key, value in committed.items() if key not in bytes_decide}
     assert retrained_metadata["checked"]["rows"] == committed["checked"]["rows"]
-    assert sorted(path.name for path in (models / folder).iterdir()) == ["model.joblib", "model.json"]
+    graph_bytes_decide = ("sha256", "checked", "example_answer")
+    engine, committed_engine = retrained_metadata["engine"], committed["engine"]
+    assert {key: value for key, value in engine.items() if key not in graph_bytes_decide} == \
+        {key: value for key, value in committed_engine.items() if key not in graph_bytes_decide}
+    files = ["model.joblib", "model.json"] + (["model.onnx"] if engine["name"] == "onnx" else [])
+    assert sorted(path.name for path in (models / folder).iterdir()) == files
+    if engine["name"] == "onnx":
+        assert engine["checked"]["rows"] == committed_engine["checked"]["rows"]
+        assert within_its_tolerance(engine["checked"]["largest_difference"], engine)
+        answer, committed_answer = engine["example_answer"], committed_engine["example_answer"]
+        assert answer["label"] == committed_answer["label"]
+        assert np.allclose(answer["probabilities"], committed_answer["probabilities"],
+                           rtol=engine["checked"]["relative_tolerance"], atol=engine["checked"]["absolute_tolerance"])
 
 
 def test_the_training_functions_give_the_committed_models_predictions(tmp_path, train_examples, species, mass,
@@ -245,12 +266,80 @@ def test_the_committed_models_describe_what_they_take(species, mass):
         assert metadata["versions"]["pandas"] == pandas.__version__
 
 
-@pytest.mark.parametrize("folder", ["penguins", "penguin_mass", "flat_prices"])
-def test_final_app_check_passes_on_the_committed_models(folder, capsys):
+@pytest.mark.parametrize("folder, engine", [("penguins", "onnx"), ("penguin_mass", "sklearn"),
+                                            ("flat_prices", "sklearn")])
+def test_final_app_check_passes_on_the_committed_models(folder, engine, capsys):
     from final_app import check
 
     assert check.main(MODELS / folder) == 0
-    assert " OK: sha256 and versions match" in capsys.readouterr().out
+    assert f" OK, served by {engine}: sha256 and versions match" in capsys.readouterr().out
+
+
+# --- the engine of each committed model ---------------------------------------------------------
+
+def test_the_penguins_are_served_by_a_float_graph_proven_within_its_tolerance(species):
+    _model, metadata = species
+    engine = metadata["engine"]
+    assert (engine["name"], engine["precision"]) == ("onnx", "float")
+    assert engine["inputs"] == [[name, "string" if name in ("island", "sex") else "float"] for name in SPECIES_NAMES]
+    checked = engine["checked"]
+    assert (checked["relative_tolerance"], checked["absolute_tolerance"]) == (1e-5, 1e-6)
+    assert checked["rows"] > 258  # every training row, and rows with each nullable value missing
+    assert 1e-9 < checked["largest_difference"] <= checked["absolute_tolerance"]  # float32: more than scikit-learn's
+    graph = (MODELS / "penguins" / "model.onnx").read_bytes()
+    assert hashlib.sha256(graph).hexdigest() == engine["sha256"]
+    assert metadata["versions"]["onnxruntime"] == importlib.metadata.version("onnxruntime")
+
+
+@pytest.mark.parametrize("folder, reason", [
+    ("penguin_mass", "skl2onnx cannot convert it: InvalidInputLengthException"),
+    ("flat_prices", "ONNX has no date type, and the model takes dates (listed_on)"),
+])
+def test_the_models_the_converter_cannot_compile_are_served_by_scikit_learn_saying_why(folder, reason):
+    _model, metadata = load_model_and_metadata(MODELS / folder)
+    assert metadata["engine"]["name"] == "sklearn"
+    assert reason in metadata["engine"]["reason"]
+    assert not (MODELS / folder / "model.onnx").exists()
+    assert "onnxruntime" not in metadata["versions"]
+    engine, _metadata = load_engine(MODELS / folder)
+    assert engine.name == "sklearn"
+
+
+def test_the_graph_gives_the_models_own_labels_for_every_penguin(train_examples, species):
+    import pandas as pd
+
+    model, metadata = species
+    engine, _metadata = load_engine(MODELS / "penguins")
+    assert engine.name == "onnx"
+    X_train, X_test, _y_train, _y_test = train_examples.species_data()
+    X = pd.concat([X_train, X_test])  # all 344, the held-out ones and those with missing values
+    rows = [[None if value != value else value for value in row] for row in X.values.tolist()]  # NaN: null
+    assert len(rows) == 344 and sum(None in row for row in rows) == 11
+    labels, probabilities = engine.answers(rows)
+    assert labels.tolist() == model.predict(X).tolist()
+    assert_same_answers([{"label": label, "probabilities": dict(zip(metadata["classes"], row))}
+                         for label, row in zip(labels.tolist(), probabilities.tolist())],
+                        model.predict(X), model.predict_proba(X), metadata)
+    # Float32: the probabilities are close to scikit-learn's, not equal to them in every bit.
+    assert not np.array_equal(probabilities, model.predict_proba(X))
+
+
+def test_engine_sklearn_saves_no_graph_and_serves_the_model_itself(tmp_path, train_examples, species):
+    from final_app.app import create_app
+    from final_app.artifact import save_model
+
+    model, _metadata = species
+    X_train, _X_test, _y_train, _y_test = train_examples.species_data()
+    compiled = save_model(model, X_train, tmp_path, name="penguins-logreg")
+    assert compiled["engine"]["name"] == "onnx" and (tmp_path / "model.onnx").exists()
+    metadata = save_model(model, X_train, tmp_path, name="penguins-logreg", engine="sklearn")
+    assert metadata["engine"] == {"name": "sklearn", "reason": 'save_model was called with engine="sklearn"'}
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.joblib", "model.json"]  # the old graph went
+    client = create_app({"MODEL_DIR": tmp_path}).test_client()
+    response = client.post("/predict", json={"instances": SPECIES_ROWS})
+    assert response.status_code == 200
+    X = as_frame(SPECIES_ROWS, metadata)
+    assert_same_answers(response.get_json()["predictions"], model.predict(X), model.predict_proba(X), metadata)
 
 
 # --- final_app serving the flat prices ---------------------------------------------------------
@@ -306,8 +395,7 @@ def test_app_serves_the_species_model_by_default(species, lesson_client):
     assert response.status_code == 200
     predictions = response.get_json()["predictions"]
     X = as_frame(SPECIES_ROWS, metadata)
-    assert [p["label"] for p in predictions] == model.predict(X).tolist()
-    assert [list(p["probabilities"].values()) for p in predictions] == model.predict_proba(X).tolist()
+    assert_same_answers(predictions, model.predict(X), model.predict_proba(X), metadata)
 
 
 def test_app_refuses_a_value_outside_the_schema_naming_it(lesson_client):
@@ -331,8 +419,7 @@ def test_the_real_server_answers_with_the_models_own_predictions(command, specie
     body = response.json()
     assert body["model_version"] == metadata["model_version"]
     X = as_frame(SPECIES_ROWS, metadata)
-    assert [p["label"] for p in body["predictions"]] == model.predict(X).tolist()
-    assert [list(p["probabilities"].values()) for p in body["predictions"]] == model.predict_proba(X).tolist()
+    assert_same_answers(body["predictions"], model.predict(X), model.predict_proba(X), metadata)
     assert page.status_code == 200
     assert '<option value="Torgersen">Torgersen</option>' in page.text
     assert ">not given</option>" in page.text

@@ -19,12 +19,12 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 # final_app lives at the top of the repository, two folders up: make it importable from here.
 sys.path.insert(0, str(HERE.parents[1]))
-# final_app reads MODEL_DIR when it is imported, so set the default before the import
-# (an empty MODEL_DIR counts as not set, as in final_app).
+# final_app.wsgi builds the app when it is imported, with MODEL_DIR as it is then, so set the
+# default before the import (an empty MODEL_DIR counts as not set, as in final_app).
 if not os.environ.get("MODEL_DIR"):
     os.environ["MODEL_DIR"] = str(HERE / "models" / "penguins")
 
-from final_app.app import app  # noqa: E402  (the import needs the two lines above)
+from final_app.wsgi import app  # noqa: E402  (the import needs the two lines above)
 
 if __name__ == "__main__":
     # debug=False wins over FLASK_DEBUG: app.run() would otherwise turn the debugger on.
