@@ -20,7 +20,7 @@ help:
 	@echo "make images     regenerate every picture in images/"
 	@echo "make rehearse   run the Procfile locally with honcho, as Heroku would"
 	@echo "make preflight  check your last commit (what git push sends) against what Heroku will do"
-	@echo "make bench      benchmark final_app against a FastAPI reference"
+	@echo "make bench      benchmark final_app against a FastAPI reference, and the batch command"
 	@echo "make clean      remove .venv and the test caches"
 	@echo ""
 	@echo "serve and preflight use the model in MODEL_DIR=path when you give one, for example:"
@@ -104,6 +104,7 @@ bench: $(STAMP)
 	test -x bench/.venv/bin/python || $(PYTHON) -m venv bench/.venv
 	bench/.venv/bin/python -m pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/score_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
