@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from final_app.form import feature_label, parse_form
 from final_app.validation import InstanceValidator, RequestError, parse_json, parse_time
@@ -407,3 +409,71 @@ def test_a_body_of_empty_arrays_is_refused_before_it_is_parsed():
         {"name": "note", "type": "text", "max_length": 500, "nullable": False}]}, max_rows=10_000)
     rows = [{"note": "[a], {b}, c, d, e, f, g, h, i, j"} for _ in range(10_000)]
     assert text.parse(json.dumps({"instances": rows}).encode())["instances"] == rows
+
+
+# --- a column at a time: the same rows and messages as a row at a time ------------------------------
+
+EVERY_KIND = [
+    {"name": "size", "type": "number", "min": -1.5, "max": 2 ** 53, "nullable": True},
+    {"name": "rooms", "type": "integer", "min": 0, "max": 9, "nullable": False},
+    {"name": "lift", "type": "boolean", "nullable": True},
+    {"name": "plan", "type": "category", "values": ["basic", "pro", 3, True], "nullable": True},
+    {"name": "note", "type": "text", "max_length": 5, "nullable": False},
+]
+EVERY_KIND_NAMES = [feature["name"] for feature in EVERY_KIND]
+# For each feature, values it takes (most of the time, so that whole requests pass), then near misses.
+GOOD_VALUES = [[None, 0, -1.5, 2.5, 2 ** 53, 7], [0, 9, 3], [None, True, False], [None, "basic", "pro", 3, True],
+               ["", "abc", "12345"]]
+ODD_VALUES = [None, 0, 1, -1, 10, 1.0, 2.5, -0.0, -1.6, 2 ** 53 + 1, 10 ** 30, True, False, 1, "basic", "Basic", "",
+              "123456", 3, 3.0, [], {}, "2020-06-01"]
+
+
+def odd_rows():
+    """Rows of mostly good values, with a near miss now and then; some as arrays, some as objects."""
+    row = st.tuples(*[st.one_of(st.sampled_from(GOOD_VALUES[index]), st.sampled_from(GOOD_VALUES[index]),
+                                st.sampled_from(GOOD_VALUES[index]), st.sampled_from(ODD_VALUES))
+                      for index in range(len(EVERY_KIND))])
+    return st.lists(st.tuples(row, st.booleans()), min_size=1, max_size=6)
+
+
+def one_at_a_time(validator, instances):
+    """The rows a row at a time (the reference), or the error message."""
+    try:
+        return [validator.row(row, index) for index, row in enumerate(instances)]
+    except RequestError as error:
+        return error.message
+
+
+def checked(validator, instances):
+    """The rows as checked_rows gives them (a column at a time first), or the error message."""
+    try:
+        return validator.checked_rows(instances)
+    except RequestError as error:
+        return error.message
+
+
+@given(odd_rows())
+@settings(max_examples=500, deadline=None)
+def test_a_column_at_a_time_accepts_and_refuses_exactly_what_a_row_at_a_time_does(rows):
+    validator = InstanceValidator({"input": "dataframe", "features": EVERY_KIND, "example": None}, max_rows=10)
+    instances = [dict(zip(EVERY_KIND_NAMES, values)) if as_object else list(values) for values, as_object in rows]
+    expected = one_at_a_time(validator, instances)
+    found = checked(validator, instances)
+    assert found == expected
+    if isinstance(expected, list):  # the same values of the same types (1 and 1.0 and True are ==)
+        assert [[type(value) for value in row] for row in found] == [[type(value) for value in row] for row in expected]
+
+
+def test_plain_columns_skip_the_row_at_a_time_check(monkeypatch):
+    validator = InstanceValidator({"input": "dataframe", "features": EVERY_KIND, "example": None}, max_rows=10)
+    monkeypatch.setattr(validator, "row", lambda row, index: pytest.fail("checked a row at a time"))
+    rows = [[1.5, 3, True, "pro", "abc"], [None, 0, None, 3, ""]]
+    assert validator.checked_rows(rows) == rows
+    assert validator.checked_rows([dict(zip(EVERY_KIND_NAMES, row)) for row in rows]) == rows
+
+
+def test_a_date_column_is_always_checked_a_row_at_a_time():
+    features = [{"name": "seen", "type": "date", "min": "2020-01-01", "max": "2020-12-31", "nullable": False}]
+    validator = InstanceValidator({"input": "dataframe", "features": features, "example": None}, max_rows=10)
+    assert validator.columns_if_plain([["2020-06-01"]]) is None
+    assert validator.checked_rows([["2020-06-01"]]) == [[datetime.date(2020, 6, 1)]]
