@@ -1,16 +1,16 @@
-"""The comparison for the penguins benchmark: lesson 08's species model behind FastAPI, written the usual way.
+"""The comparison for the penguins benchmark: lesson 08's species model behind FastAPI, written the lean way.
 
 This is NOT part of the tutorial's app. `make bench` runs it next to final_app (started with
 MODEL_DIR=lessons/08_own_model/models/penguins) so that bench/RESULTS.md can answer "how does
-the Flask app compare with the usual alternative, for a model fitted on a pandas DataFrame?".
+the Flask app compare with the usual alternative, written well, for a model fitted on a pandas DataFrame?".
 
-It is written as such a service usually is: a pydantic model per row (a Literal for each text
-column, Optional where a value may be missing, bounds for each number), a pandas DataFrame
-built from the validated rows with the training dtypes, then the model's predict and
-predict_proba. Everything it knows about the features comes from the model's metadata, and
-the artifact is loaded through final_app's own checked loader. It takes rows as objects
-({"island": "Dream", "sex": null, ...}), the form the benchmark sends, and gives the same
-answers in the same shape as final_app.
+It is written the way a competent FastAPI user writes such a service: a pydantic model per row
+(a Literal for each text column, Optional where a value may be missing, bounds for each number),
+a pandas DataFrame built from the validated rows, predict_proba once per request, and each
+label taken from model.classes_ at the largest probability. Everything it knows about the
+features comes from the model's metadata, and the artifact is loaded through final_app's own
+checked loader. It takes rows as objects ({"island": "Dream", "sex": null, ...}), the form the
+benchmark sends, and gives the same answers in the same shape as final_app.
 
 Run from the repository root:  uvicorn bench.reference_penguins:app --workers 2 --port 8001
 """
@@ -30,9 +30,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL_DIR = os.environ.get("MODEL_DIR") or ROOT / "lessons" / "08_own_model" / "models" / "penguins"
 MODEL, METADATA = load_model_and_metadata(MODEL_DIR)
 FEATURES = METADATA["features"]
-NAMES = [feature["name"] for feature in FEATURES]
 DTYPES = {feature["name"]: feature["dtype"] for feature in FEATURES}
-CLASSES = [str(name) for name in METADATA["classes"]]
+CLASSES = [str(name) for name in MODEL.classes_]
 MAX_BATCH_ROWS = int(os.environ.get("MAX_BATCH_ROWS", "10000"))
 
 
@@ -98,19 +97,27 @@ def health():
     return {"status": "ok", "model_version": METADATA["model_version"]}
 
 
-def data_frame(instances):
-    """The validated rows as the DataFrame the model was fitted on: same columns, order and dtypes."""
-    return pd.DataFrame([row.model_dump() for row in instances], columns=NAMES).astype(DTYPES)
+def data_frame(rows):
+    """The validated rows as a DataFrame: one column per feature, with the dtype it had in training.
+
+    pd.DataFrame(list_of_dicts) alone guesses each column's dtype from the values sent: a column
+    that is all null (one penguin whose sex is unknown) comes out as dtype object, the model's
+    imputer does not take None there for missing, and the answer is wrong. Building each column
+    with its training dtype is right for every request, and cheaper than fixing the dtypes
+    afterwards with .astype() (0.2 ms against 0.7 ms for one row, 0.7 ms against 3.3 ms for 1000).
+    """
+    return pd.DataFrame({name: pd.array([getattr(row, name) for row in rows], dtype=dtype)
+                         for name, dtype in DTYPES.items()})
 
 
 # `async def`, as in bench/reference_app.py: a plain `def` endpoint would run in a thread pool,
-# which costs more CPU per request.
+# which costs more CPU per request. The response_model makes FastAPI write the JSON in
+# pydantic's compiled code, its fast path.
 @app.post("/predict", response_model=PredictResponse)
 async def predict(body: PredictRequest):
-    """Predict the species and class probabilities for every row."""
-    X = data_frame(body.instances)
-    labels = MODEL.predict(X).tolist()
-    probabilities = MODEL.predict_proba(X).tolist()
+    """Predict the species and class probabilities for every row: one call to the model."""
+    probabilities = MODEL.predict_proba(data_frame(body.instances))
+    labels = MODEL.classes_[probabilities.argmax(axis=1)].tolist()
     predictions = [{"label": str(label), "probabilities": dict(zip(CLASSES, row))}
-                   for label, row in zip(labels, probabilities)]
+                   for label, row in zip(labels, probabilities.tolist())]
     return {"model_version": METADATA["model_version"], "predictions": predictions}
