@@ -87,20 +87,25 @@ def wait_for_http(url, process=None, timeout=30.0):
     raise TimeoutError(f"no answer from {url} within {timeout} s")
 
 
-def stop(process, timeout=10.0):
-    """Send SIGTERM to the process group, then SIGKILL if it is still there after timeout."""
+def stop(process, timeout=10.0, again_after=2.0):
+    """Send SIGTERM to the process group, once more after again_after s, then SIGKILL after timeout.
+
+    The second SIGTERM is for a gunicorn worker forked at the moment of the first: until it sets its
+    own signal handlers it still has the master's, which only note a signal for the master's loop
+    (gunicorn's arbiter.py spawn_worker, then workers/base.py init_process: init_signals), so it
+    would serve on until the master's graceful timeout (20 s in gunicorn.conf.py) and be killed.
+    """
     if os.name == "nt" and process.poll() is None:  # Windows has no process groups: end the tree
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
         process.wait()
-    if process.poll() is None:
+    for signal_number, wait in ((signal.SIGTERM, again_after), (signal.SIGTERM, timeout - again_after),
+                                (signal.SIGKILL, None)):
+        if process.poll() is not None:
+            break
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(process.pid, signal_number)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
     return process.returncode
 
 
