@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from final_app.convert import PROOF_ROWS, compile_model, why_not_compiled
+from final_app.convert import largest_difference as graph_difference
 from final_app.engines import EngineError, OnnxEngine, SklearnEngine
 from final_app.validation import BadValue, InstanceValidator, RequestError, model_input, shown, value_checker
 
@@ -740,18 +741,13 @@ def example_answer(labels, numbers, task):
     return answer
 
 
-def answers_match(recorded, found, engine):
-    """Return True if two example answers have the same label and numbers within the engine's tolerance."""
-    if json.dumps(recorded.get("label")) != json.dumps(found.get("label")):
-        return False
-    key = "value" if "value" in recorded else "probabilities"
-    if (key in recorded) != (key in found):
-        return False
-    if key not in recorded:
-        return True
-    checked = engine["checked"]
-    return bool(np.allclose(found[key], recorded[key], rtol=checked["relative_tolerance"],
-                            atol=checked["absolute_tolerance"]))
+def answer_arrays(answer):
+    """Return example_answer's JSON values as engines answer: (labels or values, probabilities or None)."""
+    if "value" in answer:
+        return np.array([answer["value"]], dtype=np.float64), None
+    probabilities = answer.get("probabilities")
+    return (np.array([answer["label"]], dtype=object),
+            None if probabilities is None else np.array([probabilities], dtype=np.float64))
 
 
 def read_metadata(model_dir=None):
@@ -876,13 +872,15 @@ def load_engine(model_dir=None):
 
 def check_example_answer(served, metadata):
     """Raise EngineError unless the graph answers the example row as the model did at save time."""
-    recorded = metadata["engine"].get("example_answer")
+    engine = metadata["engine"]
+    recorded = engine.get("example_answer")
     validator = InstanceValidator(metadata, max_rows=1)
-    labels, numbers = served.answers([validator.row(metadata["example"], 0)])
-    found = example_answer(labels, numbers, metadata["task"])
-    if recorded is None or not answers_match(recorded, found, metadata["engine"]):
-        raise EngineError(f"the graph answers the example row {shown(found)}, the model answered "
-                          f"{shown(recorded)}: this graph is not the model's")
+    found = served.answers([validator.row(metadata["example"], 0)])
+    try:  # "equal" as the save-time proof means it (convert.largest_difference)
+        graph_difference(answer_arrays(recorded or {"label": None}), found, engine["precision"])
+    except ValueError:
+        raise EngineError(f"the graph answers the example row {shown(example_answer(*found, metadata['task']))}, "
+                          f"the model answered {shown(recorded)}: this graph is not the model's") from None
 
 
 def load_model_and_metadata(model_dir=None):

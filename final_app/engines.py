@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from final_app.validation import model_input
+
 MATRIX_INPUT = "X"  # the graph's one input when it takes every feature as one array
 
 
@@ -117,15 +119,14 @@ class SklearnEngine:
         # The validator has already checked every value; unless a value may be missing (NaN, on
         # purpose), scikit-learn need not scan the rows for NaN and infinity a second time.
         self.assume_finite = not any(feature.get("nullable") for feature in metadata["features"])
+        import sklearn  # here, once: a model served by its graph never needs it
+
+        self.config_context = sklearn.config_context
 
     def answers(self, rows):
         """Return (labels or values, probabilities or None) for checked rows."""
-        import sklearn
-
-        from final_app.validation import model_input
-
         X = rows if isinstance(rows, np.ndarray) else model_input(rows, self.metadata)
-        with sklearn.config_context(assume_finite=self.assume_finite):
+        with self.config_context(assume_finite=self.assume_finite):
             answers = np.asarray(self.model.predict(X))
             if not self.with_probabilities:
                 return answers, None
