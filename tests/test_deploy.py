@@ -277,18 +277,20 @@ def app(environ, start_response):
 def test_gunicorns_timeout_ends_a_slow_request_under_sync_but_not_under_gthread(tmp_path):
     # gunicorn's master kills a worker that has not checked in for `timeout` seconds. A sync worker
     # serves one request at a time and checks in between requests; a gthread worker (ours) checks
-    # in every second from its main loop while its threads serve, so a slow request runs to its end.
+    # in about every second from its main loop while its threads serve, so a slow request runs to its
+    # end. A timeout of 1 s would leave that loop no slack on a busy machine, so this one is 2 s and
+    # the request takes 4.5 s: the sync worker is killed 2 to 3 s in (the master looks once a second).
     (tmp_path / "slow.py").write_text(SLOW_APP)
     (tmp_path / "empty.conf.py").write_text("")
     gunicorn = str(pathlib.Path(sys.executable).parent / "gunicorn")
     answers = {}
 
     def serve(worker_class):
-        command = [gunicorn, "--config", "empty.conf.py", "--worker-class", worker_class, "--timeout", "1",
+        command = [gunicorn, "--config", "empty.conf.py", "--worker-class", worker_class, "--timeout", "2",
                    "--bind", "127.0.0.1:{port}", "slow:app"]
         with running(command, cwd=tmp_path, env={"GUNICORN_CMD_ARGS": ""}) as (base_url, server):
             try:
-                answers[worker_class] = requests.get(base_url + "/?2.5", timeout=10).status_code
+                answers[worker_class] = requests.get(base_url + "/?4.5", timeout=10).status_code
             except requests.ConnectionError:
                 answers[worker_class] = "connection closed"
         answers[worker_class + " log"] = server.stdout.read()  # all of it, now that it has stopped
