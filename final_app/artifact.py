@@ -36,7 +36,8 @@ import numpy as np
 from final_app.convert import PROOF_ROWS, compile_model, why_not_compiled
 from final_app.convert import largest_difference as graph_difference
 from final_app.engines import EngineError, OnnxEngine, SklearnEngine
-from final_app.validation import BadValue, InstanceValidator, RequestError, model_input, shown, value_checker
+from final_app.validation import (BadValue, InstanceValidator, RequestError, as_columns, model_input, shown,
+                                  value_checker)
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent / "model"
 MODEL_FILE = "model.joblib"
@@ -427,7 +428,7 @@ def mark_nullable(model, metadata, rows):
             continue
         emptied = [row[:index] + [None] + row[index + 1:] for row in rows]
         try:
-            answers = predictions_of(model, model_input(emptied, metadata), metadata["task"])
+            answers = predictions_of(model, model_input(as_columns(emptied), metadata), metadata["task"])
             feature["nullable"] = all(np.isfinite(answer).all() for answer in answers
                                       if answer.dtype.kind == "f")
         except Exception:  # noqa: BLE001 (any failure means: this model cannot take it missing)
@@ -726,7 +727,7 @@ def compiled(model, metadata, columns, engine):
     graph, engine = compile_model(model, metadata, rows)
     if graph is not None:
         engine["sha256"] = sha256_of(graph)
-        engine["example_answer"] = example_answer(*SklearnEngine(model, metadata).answers(rows[-1:]),
+        engine["example_answer"] = example_answer(*SklearnEngine(model, metadata).answers(as_columns(rows[-1:])),
                                                   metadata["task"])
     return graph, engine
 
@@ -874,8 +875,7 @@ def check_example_answer(served, metadata):
     """Raise EngineError unless the graph answers the example row as the model did at save time."""
     engine = metadata["engine"]
     recorded = engine.get("example_answer")
-    validator = InstanceValidator(metadata, max_rows=1)
-    found = served.answers([validator.row(metadata["example"], 0)])
+    found = served.answers(InstanceValidator(metadata, max_rows=1).checked({"instances": [metadata["example"]]}))
     try:  # "equal" as the save-time proof means it (convert.largest_difference)
         graph_difference(answer_arrays(recorded or {"label": None}), found, engine["precision"])
     except ValueError:

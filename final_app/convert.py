@@ -18,6 +18,7 @@ import json
 import numpy as np
 
 from final_app.engines import MATRIX_INPUT, EngineError, OnnxEngine, SklearnEngine
+from final_app.validation import as_columns
 
 # "Equal" for each precision. Double: the same arithmetic in another order differs in the last
 # bits only. Float32 keeps about 7 significant digits.
@@ -158,9 +159,11 @@ def prove(graph, model, metadata, engine, rows):
     """Return the largest difference between the graph's answers and the model's on rows; raise if not equal."""
     served = OnnxEngine(graph, {**metadata, "engine": engine})
     reference = SklearnEngine(model, metadata)
-    largest = largest_difference(reference.answers(rows), served.answers(rows), engine["precision"])
+    columns = as_columns(rows)
+    largest = largest_difference(reference.answers(columns), served.answers(columns), engine["precision"])
     for row in rows[:SINGLE_ROWS]:
-        largest = max(largest, largest_difference(reference.answers([row]), served.answers([row]),
+        alone = as_columns([row])
+        largest = max(largest, largest_difference(reference.answers(alone), served.answers(alone),
                                                   engine["precision"]))
     return largest
 

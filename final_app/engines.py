@@ -1,15 +1,15 @@
 """The two ways final_app computes answers: a compiled ONNX graph, or the scikit-learn model itself.
 
-Both take the rows the validator has checked (lists of values in the model's feature order, None
-where a value is missing; or, for a model of numbers only, a float64 array) and return
-(labels or values, probabilities or None) as numpy arrays.
+Both take what the validator has checked (InstanceValidator.checked: for a model fitted on an
+array of numbers, a float64 array with a row per instance; else a list of values per feature, in
+the model's order, None where a value is missing) and return (labels or values, probabilities or
+None) as numpy arrays.
 
 - OnnxEngine runs the graph save_model converted and proved (final_app/convert.py) with
   ONNX Runtime: one session per process, one thread per call, shared by gunicorn's threads.
   It needs neither scikit-learn nor the pickle: only the graph and numpy.
 - SklearnEngine calls the model's own predict (and predict_proba): any model, any column type.
 """
-import math
 
 import numpy as np
 
@@ -39,8 +39,12 @@ class EngineError(Exception):
 
 
 def number_column(values, dtype):
-    """Return one column of numbers, missing values as NaN, shaped (rows, 1)."""
-    return np.array([math.nan if value is None else value for value in values], dtype=dtype).reshape(-1, 1)
+    """Return one column of numbers, missing values as NaN, shaped (rows, 1).
+
+    numpy itself turns None into NaN in a float array; an int64 input is never missing (save_model
+    gives a feature that may be missing a float input).
+    """
+    return np.array(values, dtype=dtype).reshape(-1, 1)
 
 
 def text_column(values):
@@ -84,17 +88,17 @@ class OnnxEngine:
         # JSON's own class values (a label comes out of the graph as a numpy value: 1 for True, ...).
         self.class_of = {value: value for value in metadata.get("classes", [])}
 
-    def feed(self, rows):
-        """Return the graph's inputs for checked rows: one array, or one column per feature."""
-        if self.takes_matrix:
-            if not isinstance(rows, np.ndarray):
-                rows = [[math.nan if value is None else value for value in row] for row in rows]
-            return {MATRIX_INPUT: np.asarray(rows, dtype=self.float_type)}
-        return {name: make(values) for (name, make), values in zip(self.columns, zip(*rows))}
+    def feed(self, checked):
+        """Return the graph's inputs for checked values: one array, or one column per feature."""
+        if isinstance(checked, np.ndarray):  # a row per instance
+            return {MATRIX_INPUT: np.asarray(checked, dtype=self.float_type)}
+        if self.takes_matrix:  # numbers, a list per feature: numpy makes None NaN in a float array
+            return {MATRIX_INPUT: np.ascontiguousarray(np.array(checked, dtype=self.float_type).T)}
+        return {name: make(values) for (name, make), values in zip(self.columns, checked)}
 
-    def answers(self, rows):
-        """Return (labels or values, probabilities or None) for checked rows."""
-        results = self.session.run(self.outputs, self.feed(rows))
+    def answers(self, checked):
+        """Return (labels or values, probabilities or None) for checked values (InstanceValidator.checked)."""
+        results = self.session.run(self.outputs, self.feed(checked))
         if self.task == "regression":
             return np.asarray(results[0], dtype=np.float64).reshape(-1), None
         labels = [self.class_of[label] for label in results[0].reshape(-1).tolist()]
@@ -123,9 +127,9 @@ class SklearnEngine:
 
         self.config_context = sklearn.config_context
 
-    def answers(self, rows):
-        """Return (labels or values, probabilities or None) for checked rows."""
-        X = rows if isinstance(rows, np.ndarray) else model_input(rows, self.metadata)
+    def answers(self, checked):
+        """Return (labels or values, probabilities or None) for checked values (InstanceValidator.checked)."""
+        X = checked if isinstance(checked, np.ndarray) else model_input(checked, self.metadata)
         with self.config_context(assume_finite=self.assume_finite):
             answers = np.asarray(self.model.predict(X))
             if not self.with_probabilities:

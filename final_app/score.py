@@ -253,7 +253,7 @@ class ChunkScorer:
         """Return (positions of the good rows, their checked values, errors as (row, field, message)).
 
         The checked values are what the API gives the engine: for a model of numbers only, a
-        float64 array (validator.matrix), else one list of values per row (validator.rows).
+        float64 array (validator.matrix), else one list of values per feature (validator.checked).
         """
         columns, again = [], np.zeros(len(frame), dtype=bool)
         for feature, check in zip(self.features, self.checks):
@@ -269,10 +269,12 @@ class ChunkScorer:
             for position, row in accepted.items():
                 matrix[position] = row
             return good, matrix[good], errors
-        rows = list(zip(*(column.tolist() if isinstance(column, np.ndarray) else column for column in columns)))
+        columns = [column.tolist() if isinstance(column, np.ndarray) else list(column) for column in columns]
         for position, row in accepted.items():
-            rows[position] = row
-        return good, [rows[position] for position in good.tolist()], errors
+            for column, value in zip(columns, row):
+                column[position] = value
+        good_positions = good.tolist()
+        return good, [[column[position] for position in good_positions] for column in columns], errors
 
     def looked_at_again(self, frame, positions, first_row):
         """Send rows through the API's own row check: return ({position: checked row}, [(row, field, message)])."""
@@ -287,11 +289,11 @@ class ChunkScorer:
                 errors.append((first_row + position, field, problem))
         return accepted, errors
 
-    def answers(self, rows):
-        """Return the answer columns for checked rows, as {name: pyarrow array}."""
-        if not len(rows):
+    def answers(self, checked, count):
+        """Return the answer columns for the checked values of count good rows, as {name: pyarrow array}."""
+        if not count:
             return {name: pa.array([], type=self.answer_type(name)) for name in self.answer_names}
-        labels, probabilities = self.engine.answers(rows)
+        labels, probabilities = self.engine.answers(checked)
         if self.metadata["task"] == "regression":
             return {"value": pa.array(np.asarray(labels, dtype=np.float64))}
         columns = {"label": pa.array(labels.tolist(), type=self.answer_type("label"))}
@@ -306,9 +308,9 @@ class ChunkScorer:
     def score_chunk(self, table, first_row):
         """Return (the good rows with their answers, the refused rows with row, field and message)."""
         frame = table.to_pandas()
-        good, rows, errors = self.checked_rows(frame, first_row)
+        good, checked, errors = self.checked_rows(frame, first_row)
         scored = table.take(pa.array(good, type=pa.int64()))
-        for name, values in self.answers(rows).items():
+        for name, values in self.answers(checked, len(good)).items():
             scored = scored.append_column(name, values)
         return scored, self.error_table(table, errors, first_row)
 

@@ -1,12 +1,14 @@
 """Check a /predict request body against the model's input schema, and build what the model takes.
 
-InstanceValidator.rows() is the rule book: one loop over the rows with a check per value (its
-type, and its range or allowed values, or null where the feature may be missing), and a message
-naming the row and field of the first problem. For a model that takes an array of numbers,
-matrix() gives the same verdicts for a batch over twice as fast, by checking whole columns at once
-with numpy, and falls back to rows() whenever it finds anything unusual, so every message comes
-from one place. model_input() turns checked rows into what the model was fitted on: a float64
-array, or a pandas DataFrame with the training columns, order and dtypes.
+InstanceValidator.row() is the rule book: a check per value (its type, and its range or allowed
+values, or null where the feature may be missing), and a message naming the row and field of the
+first problem. The usual request, every value plainly fine, is checked a column at a time first
+(columns_if_plain, or for a model that takes an array of numbers, matrix() with numpy), which
+gives the same verdicts several times as fast; anything unusual goes a row at a time, so every
+message comes from one place. checked() gives the engines (final_app/engines.py) the checked
+values: a float64 array for a model of numbers, else one list of values per feature. model_input()
+turns those columns into what the model was fitted on: a float64 array, or a pandas DataFrame with
+the training columns, order and dtypes.
 """
 import datetime
 import itertools
@@ -87,6 +89,8 @@ def too_many_values(body, limit):
     ordinary body; only one whose strings hold many commas or brackets is read string by string,
     and never past the limit.
     """
+    if len(body) <= limit:  # each of those is at least one byte: none to count
+        return False
     if body.count(b",") + body.count(b"[") + body.count(b"{") <= limit:
         return False
     text = body.decode("utf-8", "replace")
@@ -319,39 +323,48 @@ class InstanceValidator:
         return parse_json(body, self.example)
 
     def checked(self, payload):
-        """Return the instances checked, in model order: a float64 array or lists; raise RequestError if invalid."""
-        return self.matrix(payload) if self.takes_matrix else self.rows(payload)
+        """Return the instances checked, as the engines take them; raise RequestError if any is invalid.
+
+        For a model fitted on an array of numbers, a float64 array with a row per instance; for
+        any other, a list of values per feature (a column), in model order, None where missing.
+        """
+        return self.matrix(payload) if self.takes_matrix else self.checked_columns(self.instances(payload))
 
     def model_input(self, payload):
         """Return the instances as the scikit-learn model takes them; raise RequestError if any is invalid."""
-        if self.takes_matrix:
-            return self.matrix(payload)
-        return model_input(self.rows(payload), self.metadata)
+        checked = self.checked(payload)
+        return checked if self.takes_matrix else model_input(checked, self.metadata)
 
     def rows(self, payload):
         """Return the instances as lists of values in model order; raise RequestError if invalid."""
         return self.checked_rows(self.instances(payload))
 
-    def checked_rows(self, instances):
-        """Check each instance in turn: its values in model order, or the error naming row and field.
+    def checked_columns(self, instances):
+        """Check each instance: return the values a column per feature, or raise the error naming row and field.
 
         The common case, every row of the same shape and every value plainly fine, is checked a
-        column at a time first (columns_if_plain). Anything else goes a row at a time, which
-        accepts it or raises the error naming the row and field: the rows accepted, and the
-        messages, are the same either way.
+        column at a time (columns_if_plain). Anything else goes a row at a time, which accepts it
+        or raises the error naming the row and field: the values accepted, and the messages, are
+        the same either way.
         """
         columns = self.columns_if_plain(instances)
-        if columns is not None:
-            return [list(row) for row in zip(*columns)]
-        return [self.row(row, index) for index, row in enumerate(instances)]
+        if columns is None:
+            columns = as_columns([self.row(row, index) for index, row in enumerate(instances)])
+        return columns
+
+    def checked_rows(self, instances):
+        """Check each instance in turn: its values in model order (see checked_columns)."""
+        return [list(row) for row in zip(*self.checked_columns(instances))]
 
     def columns_if_plain(self, instances):
         """Return the instances' values a column at a time if every column passes its quick check, else None."""
         shapes = set(map(type, instances))
-        if shapes == {dict}:
-            if not all(row.keys() == self.name_set for row in instances):
+        if shapes == {dict} and set(map(len, instances)) == {len(self.names)}:
+            # As many keys as names, and every name found: the keys are the names.
+            try:
+                columns = [[row[name] for row in instances] for name in self.names]
+            except KeyError:  # a name missing, another key in its place: the row check says which
                 return None
-            columns = [[row[name] for row in instances] for name in self.names]
         elif shapes == {list} and set(map(len, instances)) == {len(self.names)}:
             columns = [list(column) for column in zip(*instances)]
         else:
@@ -455,18 +468,22 @@ def feature_bounds(features):
 
 # --- what the model takes -----------------------------------------------------------------------
 
-def model_input(rows, metadata):
-    """Return checked rows (None where missing) as the model was fitted: an array or a DataFrame."""
+def as_columns(rows):
+    """Return rows of values (lists in model order) as a list of values per feature."""
+    return [list(column) for column in zip(*rows)]
+
+
+def model_input(columns, metadata):
+    """Return checked values, a list per feature (None where missing), as the model was fitted: an array or a DataFrame."""
     if metadata["input"] == "array":
         dtype = np.dtype(metadata.get("array_dtype", "float64"))
-        if dtype.kind in "fO":
-            rows = [[math.nan if value is None else value for value in row] for row in rows]
-        return np.array(rows, dtype=dtype)
+        if dtype.kind == "O":  # numpy makes None NaN in a float array itself, not in an object one
+            columns = [[math.nan if value is None else value for value in column] for column in columns]
+        return np.ascontiguousarray(np.array(columns, dtype=dtype).T)  # a row per instance, as fitted
     import pandas as pd  # only for a model fitted on a DataFrame
 
-    columns = {feature["name"]: data_frame_column(pd, feature, [row[index] for row in rows])
-               for index, feature in enumerate(metadata["features"])}
-    return pd.DataFrame(columns)
+    return pd.DataFrame({feature["name"]: data_frame_column(pd, feature, values)
+                         for feature, values in zip(metadata["features"], columns)})
 
 
 def data_frame_column(pd, feature, values):

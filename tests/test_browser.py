@@ -363,9 +363,9 @@ def penguin_model():
 
 def penguin_frame(metadata, row):
     """One row as the DataFrame the model was trained on (None for a field left empty)."""
-    from final_app.validation import model_input
+    from final_app.validation import as_columns, model_input
 
-    return model_input([row], metadata)
+    return model_input(as_columns([row]), metadata)
 
 
 def test_penguin_form_predicts_with_choices_and_an_empty_field(page, console_errors, penguins_url, penguin_model):

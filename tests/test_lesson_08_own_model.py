@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from final_app.artifact import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, load_engine, load_model_and_metadata
+from final_app.validation import as_columns
 from conftest import LESSON_APP_COMMANDS, assert_same_answers
 from lesson_helpers import running, stop
 from lesson_modules import import_lesson_file
@@ -315,7 +316,7 @@ def test_the_graph_gives_the_models_own_labels_for_every_penguin(train_examples,
     X = pd.concat([X_train, X_test])  # all 344, the held-out ones and those with missing values
     rows = [[None if value != value else value for value in row] for row in X.values.tolist()]  # NaN: null
     assert len(rows) == 344 and sum(None in row for row in rows) == 11
-    labels, probabilities = engine.answers(rows)
+    labels, probabilities = engine.answers(as_columns(rows))
     assert labels.tolist() == model.predict(X).tolist()
     assert_same_answers([{"label": label, "probabilities": dict(zip(metadata["classes"], row))}
                          for label, row in zip(labels.tolist(), probabilities.tolist())],

@@ -165,7 +165,7 @@ def assert_api_verdicts(rows):
     verdicts = api_verdicts(scorer.validator, scorer.features, rows)
     assert good.tolist() == [index for index, (values, _message) in enumerate(verdicts) if values is not None]
     accepted = [values for values, _message in verdicts if values is not None]
-    for found, values in zip(checked, accepted):
+    for found, values in zip(zip(*checked), accepted):  # checked: a list of values per feature
         assert all(same_value(a, b) for a, b in zip(found, values)), (found, values)
     assert [f"instances[{row}].{field} {message}" for row, field, message in errors] == [
         message for _values, message in verdicts if message is not None]
@@ -210,7 +210,7 @@ def test_typed_parquet_cells_get_the_api_verdicts_too(rows):
             verdicts.append(scorer.validator.row(row, index))
         except score.RequestError as error:
             verdicts.append(error.message)
-    assert [list(row) for row in checked] == [verdict for verdict in verdicts if isinstance(verdict, list)]
+    assert [list(row) for row in zip(*checked)] == [verdict for verdict in verdicts if isinstance(verdict, list)]
     assert [f"instances[{row}].{field} {message}" for row, field, message in errors] == [
         verdict for verdict in verdicts if isinstance(verdict, str)]
 

@@ -385,6 +385,7 @@ LIMIT = 100
     (b"[" + b'"",' * 200 + b'""]', True),  # 201 strings
     (b"[" + b"1," * 200 + b"1]", True),
     (b"[" * 101, True),
+    (b"[" * 100, False),  # no longer than the limit: nothing to count
     (b"[" + b"[]," * 40 + b"[]]", False),
     (b'["' + b"a, [b], {c}, " * 1000 + b'"]', False),  # the commas and brackets are inside a string
     (b'["a\\", [b] ' + b"," * 50 + b'"]', False),  # an escaped quote does not end the string
@@ -428,12 +429,30 @@ ODD_VALUES = [None, 0, 1, -1, 10, 1.0, 2.5, -0.0, -1.6, 2 ** 53 + 1, 10 ** 30, T
               "123456", 3, 3.0, [], {}, "2020-06-01"]
 
 
+# How a row is sent: mostly an array or an object of its values, now and then an odd shape.
+SHAPES = ["array", "object"] * 4 + ["short array", "renamed key", "missing key", "extra key"]
+
+
 def odd_rows():
     """Rows of mostly good values, with a near miss now and then; some as arrays, some as objects."""
     row = st.tuples(*[st.one_of(st.sampled_from(GOOD_VALUES[index]), st.sampled_from(GOOD_VALUES[index]),
                                 st.sampled_from(GOOD_VALUES[index]), st.sampled_from(ODD_VALUES))
                       for index in range(len(EVERY_KIND))])
-    return st.lists(st.tuples(row, st.booleans()), min_size=1, max_size=6)
+    return st.lists(st.tuples(row, st.sampled_from(SHAPES)), min_size=1, max_size=6)
+
+
+def sent_as(values, shape):
+    """One row's values as a request sends them, in the given shape."""
+    row = dict(zip(EVERY_KIND_NAMES, values))
+    if shape == "renamed key":  # as many keys as names, one of them not a name
+        row["Size"] = row.pop("size")
+    elif shape == "missing key":
+        del row["note"]
+    elif shape == "extra key":
+        row["colour"] = "red"
+    elif shape != "object":
+        return list(values)[:-1] if shape == "short array" else list(values)
+    return row
 
 
 def one_at_a_time(validator, instances):
@@ -456,7 +475,7 @@ def checked(validator, instances):
 @settings(max_examples=500, deadline=None)
 def test_a_column_at_a_time_accepts_and_refuses_exactly_what_a_row_at_a_time_does(rows):
     validator = InstanceValidator({"input": "dataframe", "features": EVERY_KIND, "example": None}, max_rows=10)
-    instances = [dict(zip(EVERY_KIND_NAMES, values)) if as_object else list(values) for values, as_object in rows]
+    instances = [sent_as(values, shape) for values, shape in rows]
     expected = one_at_a_time(validator, instances)
     found = checked(validator, instances)
     assert found == expected
