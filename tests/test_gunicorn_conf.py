@@ -15,6 +15,7 @@ import psutil
 import pytest
 import requests
 from gunicorn.app.wsgiapp import WSGIApplication
+from gunicorn.glogging import Logger
 
 from conftest import GUNICORN, ROOT, usable_cores
 from final_app import logs
@@ -150,6 +151,29 @@ def test_a_huge_path_or_header_keeps_the_access_line_within_a_pipe_write(monkeyp
     assert len(line.encode()) <= logs.MAX_LINE_BYTES
     fields = parse_line(line[:-1])[2]
     assert fields["path"].endswith("...") and fields["request_id"].endswith("...")
+
+
+ATOMS = ["m", "U", "s", "B", "M", "{x-request-id}i", "{X-Request-ID}i", "{accept}i", "h", "r", "q", "H", "b", "D",
+         "{content-type}o", "{path_info}e", "{nothing}i", "x"]
+
+
+@pytest.mark.parametrize("request_headers", [[("X-REQUEST-ID", "first"), ("ACCEPT", "*/*"), ("X-REQUEST-ID", "last")],
+                                             {"X-REQUEST-ID": "only"}, []])
+def test_the_access_line_atoms_are_gunicorns_own(monkeypatch, request_headers):
+    # LogfmtAtoms looks up the atoms the format names instead of letting gunicorn copy every header
+    # and environ value for each request: each must be the value gunicorn's atoms() gives, escaped.
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    settings = gunicorn_settings(monkeypatch, PORT="43210")
+    logger = settings.logger_class(settings)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/predict", "QUERY_STRING": "a=b c", "RAW_URI": "/predict",
+               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.1.2.3", "HTTP_X_REQUEST_ID": "x"}
+    took = datetime.timedelta(seconds=2, microseconds=345678)
+    gunicorns = Logger.atoms(logger, Sent, request_headers, environ, took)
+    atoms = config["LogfmtAtoms"](logger, Sent, request_headers, environ, took)
+    for name in ATOMS:
+        expected = gunicorns.get(name.lower() if name.startswith("{") else name, "-")
+        assert atoms[name] == config["logfmt_value"](expected), name
+    assert atoms["M"] == "2345" and atoms["s"] == "404"
 
 
 def test_the_access_format_adds_no_quotes_of_its_own(monkeypatch):
