@@ -107,9 +107,10 @@ keepalive = 100
 # GUNICORN_CMD_ARGS="--access-logfile -" unless you set it, and those options win over this
 # file, so a dyno writes this line whatever is set here: the file says the same, so that
 # `make serve`, `make rehearse` and a dyno all behave alike. It costs some CPU (about 10 % of a
-# one-row prediction's, on 2 cores with 2 workers: 0.04-0.05 ms of 0.46 ms). To drop it, on Heroku too: set accesslog = None here AND
-# give GUNICORN_CMD_ARGS a value of your own, e.g. heroku config:set GUNICORN_CMD_ARGS="--log-level info"
-# (the buildpack only fills it in when it is unset or empty). The router logs each request anyway.
+# one-row prediction's, on 2 cores with 2 workers: 0.04-0.05 ms of 0.46 ms). To drop it, on Heroku
+# too: set accesslog = None here AND give GUNICORN_CMD_ARGS a value of your own, e.g.
+# heroku config:set GUNICORN_CMD_ARGS="--log-level info" (the buildpack only fills it in when it
+# is unset or empty). The router logs each request anyway.
 accesslog = "-"
 # logfmt: name=value pairs. Write no quotes here: each value comes quoted when it needs quotes (LogfmtAtoms).
 access_log_format = (
@@ -148,8 +149,9 @@ class LogfmtAtoms(dict):
 
     gunicorn's own atoms() copies every request header, response header and environ value, and the
     time as text, into a dict for each request, whatever the format names: about half of what the
-    access line cost (0.035 of 0.07 ms per one-row request, on 2 cores). The few atoms this file's format names are looked up here
-    instead; any other atom (after a change of format) comes from gunicorn's atoms(), made once.
+    access line cost (0.035 of 0.07 ms per one-row request, on 2 cores). The few atoms this file's
+    format names are looked up here instead; any other atom (after a change of format) comes from
+    gunicorn's atoms(), made once.
     """
 
     def __init__(self, logger, resp, req, environ, request_time):
@@ -223,8 +225,8 @@ def post_worker_init(worker):
     A 1000-row request creates thousands of small lists and dicts, so Python's cyclic garbage
     collector runs often, and its full passes walked the objects of Flask, the engine and the model
     (about 110,000 with scikit-learn, 40,000 with ONNX Runtime), which never become garbage: with
-    scikit-learn that doubled the CPU time of a 1000-row request (make bench). gc.freeze() moves them out of its sight for good, so later passes neither
-    walk them nor write to the memory pages the worker still shares with the master. Objects
+    scikit-learn that doubled the CPU time of a 1000-row request (make bench). gc.freeze() moves
+    them out of its sight for good, so later passes neither walk them nor write to the memory pages the worker still shares with the master. Objects
     created later are collected as usual. Python's documentation of gc.freeze() gives a fuller
     recipe for forking servers (gc.disable() early in the parent, gc.freeze() just before
     fork(), gc.enable() in each child), which also keeps the parent's collections from leaving

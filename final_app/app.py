@@ -324,7 +324,7 @@ class FinalApp(Flask):
         """
         origins = self.config["CORS_ORIGINS"]
         if origins and public.is_cors_preflight() and not is_page_path(request.path):
-            public.check_cors_preflight(origins)  # raises PreflightRefused: answered 403 in JSON
+            public.check_cors_preflight(origins)  # raises CorsPreflightRefused: answered 403 in JSON
             answer = self.response_class(status=204, headers=public.cors_preflight_headers())
             del answer.headers["Content-Type"]  # no body, so no type
             return answer

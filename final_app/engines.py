@@ -17,9 +17,8 @@ from final_app.validation import model_input
 
 MATRIX_INPUT = "X"  # the graph's one input when it takes every feature as one array
 
-
-# The tensor types a graph's inputs may have, as metadata names them, and as ONNX Runtime does.
-TENSOR_TYPES = {"double": "double", "float": "float", "int64": "int64", "string": "string"}
+# How the checked values of one feature become the graph's input, for each tensor type a graph's
+# input may have (ONNX Runtime calls them tensor(double), tensor(float), ...).
 COLUMN_MAKERS = {
     "double": lambda values: number_column(values, np.float64),
     "float": lambda values: number_column(values, np.float32),
@@ -81,7 +80,7 @@ class OnnxEngine:
         self.takes_matrix = [name for name, _kind in inputs] == [MATRIX_INPUT]
         self.columns = [(name, COLUMN_MAKERS[kind]) for name, kind in inputs]
         found = [(graph_input.name, graph_input.type) for graph_input in self.session.get_inputs()]
-        expected = [(name, f"tensor({TENSOR_TYPES[kind]})") for name, kind in inputs]
+        expected = [(name, f"tensor({kind})") for name, kind in inputs]
         if found != expected:
             raise EngineError(f"the graph's inputs are {short_list(found)}, its metadata says {short_list(expected)}")
         self.outputs = [output.name for output in self.session.get_outputs()]

@@ -474,7 +474,10 @@ def as_columns(rows):
 
 
 def model_input(columns, metadata):
-    """Return checked values, a list per feature (None where missing), as the model was fitted: an array or a DataFrame."""
+    """Return checked values, a list per feature (None where missing), as the model was fitted.
+
+    That is an array with a row per instance, or a DataFrame with the training columns and dtypes.
+    """
     if metadata["input"] == "array":
         dtype = np.dtype(metadata.get("array_dtype", "float64"))
         if dtype.kind == "O":  # numpy makes None NaN in a float array itself, not in an object one
