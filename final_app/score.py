@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import decimal
 import io
 import json
 import os
@@ -50,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from final_app.artifact import ModelError, load_engine
 from final_app.openapi import probability_keys
@@ -82,7 +84,10 @@ def cell_value(feature, text):
         return None
     kind = feature["type"]
     if kind in ("number", "integer") and IS_JSON_NUMBER.fullmatch(text):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except ValueError:  # an integer of over 4300 digits, more than Python turns into an int: a double
+            return float(text)  # (infinity, so out of range, as orjson reads it: "number is infinity")
     truth = text.lower() if text.lower() in ("true", "false") else None  # True, TRUE: as spreadsheets write them
     if kind == "boolean" and truth:
         return truth == "true"
@@ -101,6 +106,8 @@ def typed_value(feature, value):
         return bool(value)
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
+    if isinstance(value, decimal.Decimal):  # a Parquet decimal column: a number, as JSON would send it
+        return float(value)
     if isinstance(value, datetime.datetime):
         if feature["type"] == "date" and value.tzinfo is None and value.time() == datetime.time(0):
             return value.date().isoformat()  # pandas keeps dates as times at midnight
@@ -391,12 +398,21 @@ def csv_options(source, block_size):
     return dict(read_options=read, parse_options=pa_csv.ParseOptions(newlines_in_values=True), convert_options=convert)
 
 
+# What pyarrow's "straddles two block boundaries" means here, and what to do about it.
+STRADDLE_HINT = ("a row is longer than the bytes read at a time, which are guessed from the first rows' "
+                 "length: pass a larger --chunk-rows (more rows, and so more bytes, at a time)")
+MAX_BLOCK_BYTES = 256 << 20  # a first row of 50 MB must not make every block gigabytes long
+
+
 def csv_block_size(source, chunk_rows):
-    """Return how many bytes hold about chunk_rows rows of a CSV, from the length of its first lines."""
+    """Return how many bytes hold about chunk_rows rows of a CSV, from the length of its first lines.
+
+    pyarrow reads a CSV a block at a time, and a row must fit in one block (see STRADDLE_HINT).
+    """
     with fsspec.open(source.url, "rb", compression="infer") as file:
         sample = file.read(1 << 16)
     bytes_per_row = len(sample) / max(sample.count(b"\n"), 1)
-    return max(int(chunk_rows * bytes_per_row), 1 << 12)
+    return min(max(int(chunk_rows * bytes_per_row), 1 << 12), MAX_BLOCK_BYTES)
 
 
 def row_group_count(url):
@@ -593,21 +609,31 @@ def partitions(source, chunk_rows):
     return [Partition(index, source, start=start, length=block) for index, start in enumerate(range(0, size, block))]
 
 
-WORKER_SCORERS = {}  # model folder -> ChunkScorer, loaded once per Dask worker process
+WORKER_SCORERS = {}  # (model folder, model version) -> ChunkScorer, loaded once per Dask worker process
 
 
-def worker_scorer(model_dir):
-    """Return this worker's ChunkScorer for model_dir, loading the model the first time."""
-    if model_dir not in WORKER_SCORERS:
-        WORKER_SCORERS[model_dir] = ChunkScorer(*load_engine(model_dir))
-    return WORKER_SCORERS[model_dir]
+def worker_scorer(model_dir, model_version):
+    """Return this worker's ChunkScorer for the model the client scores with, loading it the first time.
+
+    Keyed by the version too: a worker of a long-lived cluster must not keep serving the model a
+    folder held before it was saved again.
+    """
+    key = model_dir, model_version
+    if key not in WORKER_SCORERS:
+        scorer = ChunkScorer(*load_engine(model_dir))
+        if scorer.metadata["model_version"] != model_version:
+            raise CannotRun(f"a Dask worker finds model {scorer.metadata['model_version']} in "
+                            f"{model_dir or 'final_app/model'}, the command scores with {model_version}: "
+                            "give the workers the same model folder")
+        WORKER_SCORERS[key] = scorer
+    return WORKER_SCORERS[key]
 
 
-def score_partition(model_dir, partition, part_url, output_format, schema, chunk_rows):
+def score_partition(model_dir, model_version, partition, part_url, output_format, schema, chunk_rows):
     """On a Dask worker: score one partition into its own part file; return (counts, errors, worker)."""
     from distributed import get_worker
 
-    scorer = worker_scorer(model_dir)
+    scorer = worker_scorer(model_dir, model_version)
     rows = scored_rows = 0
     refused = []
     with fsspec.open(part_url, "wb") as file:
@@ -661,14 +687,18 @@ def score_on_dask(scorer, model_dir, source, output, errors, staged, chunk_rows,
     result, done, workers_seen, next_index = Result(), {}, set(), 0
     with dask_client(scheduler, workers) as client, err_fs.open(err_path, "wb") as err_file:
         refused_writer = TableWriter(err_file, "csv", error_schema(source))
-        futures = [client.submit(score_partition, model_dir, part, url, output_format, schema, chunk_rows, pure=False)
-                   for part, url in zip(parts, part_urls)]
+        version = scorer.metadata["model_version"]
+        futures = [client.submit(score_partition, model_dir, version, part, url, output_format, schema, chunk_rows,
+                                 pure=False) for part, url in zip(parts, part_urls)]
         for future in as_completed(futures):
             try:
                 index, rows, scored_rows, refused, worker = future.result()
             except ImportError as error:
                 raise CannotRun(f"a Dask worker cannot import {error.name}: start each worker in this repository "
                                 "with PYTHONPATH=. and the pinned packages installed") from None
+            except pa.ArrowInvalid as error:  # a partition starts at a line break, which may be inside quotes
+                raise CannotRun(f"a Dask worker could not read its part of the file: {one_line(error)}: if a "
+                                "quoted value holds a line break, score this file with --engine local") from None
             except Exception as error:  # noqa: BLE001 (whatever a worker raised: say it in one line)
                 raise CannotRun(f"a Dask worker failed: {type(error).__name__}: {one_line(error)}") from None
             workers_seen.add(worker)
@@ -733,10 +763,17 @@ def check_columns(scorer, source, output, errors):
                         "adds: rename that column")
     if len(set(source.columns)) < len(source.columns):
         raise CannotRun(f"{source.url} names a column twice: give each column its own name")
-    if source.url.rstrip("/") == output.rstrip("/"):
+    if place(source.url) == place(output):
         raise CannotRun("OUTPUT would overwrite INPUT: name another file")
-    if errors in (source.url, output):
+    if place(errors) in (place(source.url), place(output)):
         raise CannotRun("the errors file would overwrite INPUT or OUTPUT: name another with --errors")
+
+
+def place(url):
+    """Return the file a path or URL names, written one way: a/./x.csv, a/b/../x.csv and a link to it are one."""
+    fs, path = fsspec.core.url_to_fs(url)
+    path = os.path.realpath(path) if isinstance(fs, LocalFileSystem) else posixpath.normpath(path)
+    return fs.unstrip_protocol(path.rstrip("/"))
 
 
 def score_file(input_url, output, errors=None, model_dir=None, engine="local", scheduler=None, workers=None,
@@ -769,6 +806,8 @@ def score_file(input_url, output, errors=None, model_dir=None, engine="local", s
     except ModelError as error:
         raise CannotRun(str(error)) from None
     except pa.ArrowException as error:  # the input could not be read as CSV or Parquet
+        if "straddl" in str(error):  # pyarrow: "straddling object straddles two block boundaries"
+            raise CannotRun(f"{input_url}: {STRADDLE_HINT}") from None
         raise CannotRun(f"{input_url}: {one_line(error)}") from None
     except OSError as error:  # a file that cannot be read or written: the message names it
         raise CannotRun(one_line(error)) from None

@@ -5,6 +5,7 @@ this module and always stopped. Files here are small (thousands of rows); the 2,
 bench/score_bench.py's.
 """
 import datetime
+import decimal
 import os
 import pathlib
 import re
@@ -71,7 +72,7 @@ FLAG = {"name": "f", "type": "boolean", "nullable": False}
 @pytest.mark.parametrize("feature, text, value", [
     (NUMBER, "3", 3), (NUMBER, "3.5", 3.5), (NUMBER, "-1e2", -100.0), (NUMBER, None, None),
     (NUMBER, " 3", " 3"), (NUMBER, "+3", "+3"), (NUMBER, "03", "03"), (NUMBER, ".5", ".5"), (NUMBER, "NaN", "NaN"),
-    (NUMBER, "3,5", "3,5"), (NUMBER, "Infinity", "Infinity"),
+    (NUMBER, "3,5", "3,5"), (NUMBER, "Infinity", "Infinity"), (NUMBER, "9" * 5000, float("inf")),
     (CODES, "1", 1), (CODES, "two", "two"), (CODES, "3", "3"), (FLAG, "true", True), (FLAG, "False", False),
     (FLAG, "yes", "yes"), ({"name": "t", "type": "text"}, "3", "3"),
 ])
@@ -374,7 +375,10 @@ def test_wrong_columns_are_exit_status_2_naming_them(tmp_path, capsys, columns, 
     (["in.txt", "out.csv"], "in.txt: name a .csv or .parquet file"),
     (["in.csv", "out.json"], "out.json: name a .csv or .parquet file"),
     (["in.csv", "in.csv"], "OUTPUT would overwrite INPUT"),
+    (["in.csv", "./in.csv"], "OUTPUT would overwrite INPUT"),  # one file, written another way
+    (["in.csv", "nowhere/../in.csv"], "OUTPUT would overwrite INPUT"),
     (["in.csv", "out.csv", "--errors", "out.csv"], "the errors file would overwrite INPUT or OUTPUT"),
+    (["in.csv", "out.csv", "--errors", "./out.csv"], "the errors file would overwrite INPUT or OUTPUT"),
     (["in.csv", "out.csv", "--model-dir", "nowhere"], "model check failed for nowhere/model.json"),
 ])
 def test_what_cannot_run_says_what_to_do(tmp_path, monkeypatch, capsys, args, message):
@@ -383,6 +387,30 @@ def test_what_cannot_run_says_what_to_do(tmp_path, monkeypatch, capsys, args, me
     (tmp_path / "in.txt").write_text("sepal_length,sepal_width,petal_length,petal_width\n1,2,3,4\n")
     assert score.main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_row_longer_than_a_read_says_to_read_more_rows_at_a_time(tmp_path, capsys):
+    # pyarrow reads a CSV a block at a time, guessed from the first rows' length; a row must fit in one.
+    rows = ["5.1,3.5,1.4,0.2"] * 3000 + ["5.1,3.5,1.4," + "9" * 20_000]
+    (tmp_path / "in.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n" + "\n".join(rows) + "\n")
+    arguments = [str(tmp_path / "in.csv"), str(tmp_path / "out.csv")]
+    assert score.main(arguments + ["--chunk-rows", "100"]) == 2
+    assert "a row is longer than the bytes read at a time" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.csv"]
+    assert score.main(arguments + ["--chunk-rows", "10000"]) == 1  # read enough: that row is refused, as the API would
+    assert "refused 1 rows" in capsys.readouterr().out
+
+
+def test_a_parquet_decimal_is_the_number_a_request_would_send():
+    found = score.typed_value(NUMBER, decimal.Decimal("3.5"))
+    assert found == 3.5 and type(found) is float
+
+
+def test_a_dask_worker_refuses_a_model_folder_that_holds_another_model():
+    # On a long-lived cluster, a folder saved again since must not be scored with what a worker loaded before.
+    with pytest.raises(score.CannotRun, match="the command scores with penguins-old-version"):
+        score.worker_scorer(str(PENGUINS), "penguins-old-version")
+    assert (str(PENGUINS), "penguins-old-version") not in score.WORKER_SCORERS
 
 
 def test_the_web_process_imports_none_of_what_scoring_needs():

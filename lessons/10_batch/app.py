@@ -16,7 +16,7 @@ PENGUINS = HERE.parent / "08_own_model" / "models" / "penguins"
 
 # final_app lives at the top of the repository, two folders up: make it importable from here.
 sys.path.insert(0, str(HERE.parents[1]))
-# final_app reads MODEL_DIR when it is imported, so set the default before the import
+# final_app.wsgi builds the app, reading MODEL_DIR, when it is imported: so set the default before the import
 # (an empty MODEL_DIR counts as not set, as in final_app).
 if not os.environ.get("MODEL_DIR"):
     os.environ["MODEL_DIR"] = str(PENGUINS)
